@@ -1,0 +1,129 @@
+"""The HTTP API: one NinjaAPI, its authentication, and how every error is answered.
+
+Every error is JSON of the form ``{"detail": "<what went wrong and what to do>"}``; validation
+errors add ``errors``, the field-by-field list.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
+
+from timesheets.api import router as timesheets_router
+from timesheets.auth import BearerToken, Session
+from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
+
+
+class JsonEncoder(NinjaJSONEncoder):
+    def default(self, o: Any) -> Any:
+        # Django's encoder cuts times to milliseconds; the API promises microseconds, so that
+        # clients can check that accumulated time equals the sum of its runs exactly.
+        if isinstance(o, datetime):
+            text = o.isoformat()
+            return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+        return super().default(o)
+
+
+class JsonRenderer(JSONRenderer):
+    encoder_class = JsonEncoder
+
+
+class MalformedBody(ValueError):
+    pass
+
+
+class JsonParser(Parser):
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(request.body)
+        except RecursionError:
+            raise MalformedBody("The JSON body is nested too deeply.") from None
+        except ValueError as error:  # also invalid UTF-8 and over-long numbers
+            raise MalformedBody(f"The body is not valid JSON: {error}.") from None
+        return data
+
+
+api = NinjaAPI(
+    title="Timesheets API",
+    version="1",
+    description=(
+        "Start and stop timers; their time is accrued by a periodic job. "
+        "Authenticate with `Authorization: Bearer <token>` "
+        "(create one with `manage.py create_api_token <username>`) or a logged-in session."
+    ),
+    auth=[BearerToken(), Session()],
+    parser=JsonParser(),
+    renderer=JsonRenderer(),
+    urls_namespace="api",
+)
+api.add_router("", timesheets_router)
+
+
+def _error(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:
+    return api.create_response(request, {"detail": detail, **extra}, status=status)
+
+
+def _location(loc: list[Any]) -> str:
+    # ninja prefixes body fields with the parameter name ("payload"), which callers never see.
+    parts = [str(part) for part in loc if part not in ("payload",)]
+    return ".".join(parts)
+
+
+@api.exception_handler(ValidationError)
+def validation_failed(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    summary = "; ".join(f"{_location(e.get('loc', []))}: {e.get('msg', '')}" for e in exc.errors)
+    errors = [
+        {"loc": e.get("loc", []), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors
+    ]
+    return _error(request, 422, f"Invalid request: {summary}.", errors=errors)
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, MalformedBody):
+        return _error(
+            request,
+            422,
+            str(exc.__cause__),
+            errors=[{"loc": ["body"], "msg": str(exc.__cause__), "type": "json_invalid"}],
+        )
+    return _error(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    detail = str(exc)
+    if detail == "Unauthorized":
+        detail = (
+            "Authentication required: send 'Authorization: Bearer <token>' with a valid token, "
+            "or log in."
+        )
+    response = _error(request, 401, detail)
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return _error(request, 413, "The request body is larger than 64 KiB.")
+
+
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "Not found.")
+
+
+@api.exception_handler(ProjectInactive)
+@api.exception_handler(ProjectCodeTaken)
+def conflict(request: HttpRequest, exc: ProjectInactive | ProjectCodeTaken) -> HttpResponse:
+    return _error(request, 409, exc.message)

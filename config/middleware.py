@@ -1,0 +1,129 @@
+"""Project middleware. Each works in both the sync and the async stack without a thread hop."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from inspect import iscoroutinefunction
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.utils.decorators import sync_and_async_middleware
+
+logger = structlog.get_logger("http")
+
+API_PREFIX = "/api/"
+REQUEST_ID_HEADER = "X-Request-ID"
+# An upstream request id is kept only when it is safe to print in logs and headers.
+_UPSTREAM_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+type GetResponse = Callable[[HttpRequest], Any]
+
+
+def _request_id(request: HttpRequest) -> str:
+    upstream = request.headers.get(REQUEST_ID_HEADER, "")
+    if _UPSTREAM_REQUEST_ID.fullmatch(upstream):
+        return upstream
+    return uuid.uuid4().hex
+
+
+def _log_request(
+    request: HttpRequest, response: HttpResponseBase, request_id: str, started: float
+) -> None:
+    response[REQUEST_ID_HEADER] = request_id
+    status = response.status_code
+    logger.log(
+        40 if status >= 500 else 20,  # ERROR or INFO
+        "http_request",
+        method=request.method,
+        path=request.path,
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+@sync_and_async_middleware
+def request_log_middleware(get_response: GetResponse) -> GetResponse:
+    """Give every request an id in its log context and log one event when it is answered."""
+
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+            started = time.perf_counter()
+            request_id = _request_id(request)
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                response: HttpResponseBase = await get_response(request)
+                _log_request(request, response, request_id, started)
+            return response
+
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            response: HttpResponseBase = get_response(request)
+            _log_request(request, response, request_id, started)
+        return response
+
+    return middleware
+
+
+def _declared_body_too_large(request: HttpRequest) -> JsonResponse | None:
+    """Refuse an API body that says it is over the limit before anyone reads it."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return JsonResponse({"detail": "The Content-Length header is not a number."}, status=400)
+    if limit is not None and request.path.startswith(API_PREFIX) and declared > limit:
+        return JsonResponse(
+            {"detail": f"The request body is larger than {limit // 1024} KiB."}, status=413
+        )
+    return None
+
+
+def _api_error_as_json(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    if (
+        not request.path.startswith(API_PREFIX)
+        or response.status_code not in (404, 405)
+        or response.get("Content-Type", "").startswith("application/json")
+    ):
+        return response
+    if response.status_code == 404:
+        return JsonResponse({"detail": f"There is no API endpoint at {request.path}."}, status=404)
+    allowed = response.get("Allow", "")
+    converted = JsonResponse(
+        {"detail": f"Method {request.method} is not allowed here; use {allowed}."}, status=405
+    )
+    converted["Allow"] = allowed
+    return converted
+
+
+@sync_and_async_middleware
+def api_errors_middleware(get_response: GetResponse) -> GetResponse:
+    """Refuse oversized API bodies, and answer unknown API paths and wrong methods in JSON,
+    like every other API error."""
+
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+            refused = _declared_body_too_large(request)
+            if refused is not None:
+                return refused
+            response: Awaitable[HttpResponseBase] = get_response(request)
+            return _api_error_as_json(request, await response)
+
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> HttpResponseBase:
+        refused = _declared_body_too_large(request)
+        if refused is not None:
+            return refused
+        return _api_error_as_json(request, get_response(request))
+
+    return middleware

@@ -1,0 +1,262 @@
+"""Django settings. Every tunable value comes from the environment through ``config.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+from config.env import (
+    SettingsError,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+from config.logging import configure_structlog, logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A key that is public by definition: it is in the source. The `timesheets` system check
+# warns loudly while it is in use, and it is refused outright when DEBUG is off.
+DEVELOPMENT_SECRET_KEY = "development-only-insecure-key-do-not-use-in-production"  # noqa: S105
+
+DEBUG = env_bool(
+    "DEBUG",
+    default=True,
+    description="Django's debug mode. Turn it off in production.",
+)
+SECRET_KEY = env_str(
+    "SECRET_KEY",
+    default="",
+    description="Signs sessions and CSRF tokens. Required when DEBUG is off.",
+)
+if not SECRET_KEY:
+    if not DEBUG:
+        raise SettingsError(
+            "SECRET_KEY is empty and DEBUG is off. Set SECRET_KEY to a long random value, e.g. "
+            "the output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS",
+    default="localhost,127.0.0.1,[::1]",
+    description="Comma-separated host names the service answers to.",
+)
+CSRF_TRUSTED_ORIGINS = env_list(
+    "CSRF_TRUSTED_ORIGINS",
+    default="",
+    description="Comma-separated origins (scheme and host) trusted for unsafe browser requests.",
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "servestatic",
+    "django.contrib.staticfiles",
+    "ninja",
+    "timesheets",
+    "worker",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
+    "config.middleware.request_log_middleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.api_errors_middleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+
+DATABASE_URL = env_str(
+    "DATABASE_URL",
+    default="sqlite:///db.sqlite3",
+    description=(
+        "Where data lives. The default is an embedded SQLite file in the project folder; "
+        "postgres://user:password@host:port/name uses PostgreSQL with a connection pool."
+    ),
+)
+DATABASE_POOL_SIZE = env_int(
+    "DATABASE_POOL_SIZE",
+    default=10,
+    minimum=1,
+    description="PostgreSQL only: the most connections one process keeps open.",
+)
+
+
+def _database(url: str) -> dict[str, Any]:
+    try:
+        config: dict[str, Any] = dict(dj_database_url.parse(url))
+    except ValueError as error:
+        raise SettingsError(f"DATABASE_URL={url!r} is not usable: {error}") from None
+    engine = config["ENGINE"]
+    options: dict[str, Any] = dict(config.get("OPTIONS") or {})
+    if engine == "django.db.backends.sqlite3":
+        name = Path(config["NAME"])
+        if not name.is_absolute():
+            name = BASE_DIR / name
+        config["NAME"] = str(name)
+        # Several threads and processes write at once: WAL lets readers go on while one
+        # writes, the busy timeout makes writers queue instead of failing, and immediate
+        # transactions take the write lock up front so a transaction never has to upgrade
+        # a read lock (which SQLite answers with "database is locked").
+        options.setdefault(
+            "init_command",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+        )
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("timeout", 20)  # seconds
+        # Tests use a file too, so that other threads and processes can share it.
+        config["TEST"] = {"NAME": str(name.with_name(f"test_{name.name}"))}
+    elif engine == "django.db.backends.postgresql":
+        from psycopg_pool import ConnectionPool
+
+        options.setdefault(
+            "pool",
+            {
+                "min_size": 1,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": 10,  # seconds to wait for a free connection
+                # A connection killed by a server restart is replaced, not handed out.
+                "check": ConnectionPool.check_connection,
+            },
+        )
+        config["CONN_MAX_AGE"] = 0
+    else:
+        raise SettingsError(
+            f"DATABASE_URL={url!r} names an unsupported database; use sqlite:/// or postgres://."
+        )
+    config["OPTIONS"] = options
+    return config
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth, i18n, static files -------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str(
+    "TIME_ZONE",
+    default="UTC",
+    description="Time zone for display in the admin. Storage and the API are always UTC.",
+)
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "servestatic.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+SERVESTATIC_USE_FINDERS = DEBUG
+SERVESTATIC_AUTOREFRESH = DEBUG
+
+# Bodies larger than this are refused with 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # bytes
+
+# --- Logging ------------------------------------------------------------------------------
+
+LOG_FORMAT = env_choice(
+    "LOG_FORMAT",
+    default="console",
+    choices=("console", "json"),
+    description="console: coloured lines for people; json: one JSON object per line.",
+)
+LOG_LEVEL = env_choice(
+    "LOG_LEVEL",
+    default="INFO",
+    choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    description="The least severe level that is logged.",
+)
+configure_structlog()
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+
+# --- Timesheets ---------------------------------------------------------------------------
+
+TIMESHEETS_MAX_RUNNING_PER_USER = env_int(
+    "TIMESHEETS_MAX_RUNNING_PER_USER",
+    default=1,
+    minimum=0,
+    description=(
+        "How many timesheets one person may run at once; starting one more stops the "
+        "longest-running one. 0 means no limit."
+    ),
+)
+TIMESHEETS_MAX_RUNNING_HOURS = env_float(
+    "TIMESHEETS_MAX_RUNNING_HOURS",
+    default=12,
+    minimum=0,
+    description=(
+        "A run longer than this is stopped at exactly this length and flagged for review. "
+        "0 disables the limit."
+    ),
+)
+
+# --- Worker -------------------------------------------------------------------------------
+
+WORKER_AUTOSTART = env_bool(
+    "WORKER_AUTOSTART",
+    default=True,
+    description="Run the periodic jobs inside the web process (ASGI lifespan).",
+)
+WORKER_TICK_SECONDS = env_float(
+    "WORKER_TICK_SECONDS",
+    default=5,
+    positive=True,
+    description="Interval of the accrual job, in seconds; fractions such as 0.2 are allowed.",
+)
+WORKER_ORM_MODE = env_choice(
+    "WORKER_ORM_MODE",
+    default="sync_to_async",
+    choices=("sync_to_async", "native"),
+    description=(
+        "How the accrual job talks to the database: the sync ORM in the runner's thread, "
+        "or Django's native async ORM."
+    ),
+)

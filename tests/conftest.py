@@ -1,0 +1,113 @@
+"""Shared fixtures. Async tests are plain ``async def`` functions.
+
+An async test runs the way Django's own ``TestCase`` runs one: through ``async_to_sync``, so
+the ORM calls it makes with ``sync_to_async`` come back to the test's thread and its database
+transaction.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import AsyncClient
+
+from timesheets.models import Project
+from timesheets.services import api_token_create
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """An instant ``seconds`` after T0: the tests' clock."""
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    async_to_sync(pyfuncitem.obj)(**arguments)
+    return True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgresql`` need it; on SQLite they are reported as skipped, by name."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        return
+    skip = pytest.mark.skip(
+        reason="needs PostgreSQL: run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/timesheets"
+    )
+    for item in items:
+        if item.get_closest_marker("postgresql"):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def on_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def make(username: str, *, is_staff: bool = False) -> User:
+        # No password: hashing one costs most of a second; tests log in with force_login.
+        user: User = User.objects.create_user(username=username, is_staff=is_staff)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user: Callable[..., User]) -> User:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user: Callable[..., User]) -> User:
+    return make_user("bob")
+
+
+@pytest.fixture
+def staff(make_user: Callable[..., User]) -> User:
+    return make_user("sam", is_staff=True)
+
+
+@pytest.fixture
+def project(db: None) -> Project:
+    return Project.objects.create(code="acme", designation="ACME rollout")
+
+
+@pytest.fixture
+def token_for(db: None) -> Callable[[User], str]:
+    def issue(user: User, *, expires_at: datetime | None = None) -> str:
+        return api_token_create(user=user, name="tests", expires_at=expires_at, now=T0).secret
+
+    return issue
+
+
+@pytest.fixture
+def client_for(token_for: Callable[[User], str]) -> Callable[[User], AsyncClient]:
+    """An async test client that authenticates as the user with a bearer token."""
+
+    def make(user: User) -> AsyncClient:
+        return AsyncClient(headers={"Authorization": f"Bearer {token_for(user)}"})
+
+    return make
+
+
+@pytest.fixture
+def settings_limits(settings: Any) -> Any:
+    """Settings with the domain's default limits, whatever the environment says."""
+    settings.TIMESHEETS_MAX_RUNNING_PER_USER = 1
+    settings.TIMESHEETS_MAX_RUNNING_HOURS = 12
+    return settings

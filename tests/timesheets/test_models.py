@@ -1,0 +1,68 @@
+"""The database itself refuses states the domain must never reach."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from tests.conftest import T0, at
+from timesheets.models import Project, Segment, Timesheet
+from timesheets.services import timesheet_create, timesheet_start
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("settings_limits")]
+
+
+def running(owner: Any, project: Project) -> Timesheet:
+    timesheet = timesheet_create(owner=owner, project=project, description="", now=T0)
+    return timesheet_start(timesheet=timesheet, now=at(1))
+
+
+def refused(**changes: Any) -> None:
+    """Apply changes to every timesheet and expect the database to refuse them."""
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Timesheet.objects.update(**changes)
+
+
+def test_imputed_is_never_negative(alice: Any, project: Project) -> None:
+    running(alice, project)
+    refused(imputed=timedelta(microseconds=-1))
+
+
+def test_a_running_timesheet_has_a_watermark(alice: Any, project: Project) -> None:
+    running(alice, project)
+    refused(accrued_until=None)
+    refused(accrued_until=at(0))  # before the run started
+
+
+def test_a_stopped_timesheet_has_no_watermark(alice: Any, project: Project) -> None:
+    timesheet_create(owner=alice, project=project, description="", now=T0)
+    refused(accrued_until=at(5))
+    refused(slot=1)
+
+
+def test_two_running_timesheets_cannot_share_a_slot(alice: Any, project: Project) -> None:
+    first = running(alice, project)
+    second = timesheet_create(owner=alice, project=project, description="", now=T0)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Timesheet.objects.filter(pk=second.pk).update(
+            status="running", accrued_until=at(2), running_since=at(2), slot=first.slot
+        )
+
+
+def test_a_timesheet_has_one_open_segment_at_most(alice: Any, project: Project) -> None:
+    timesheet = running(alice, project)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Segment.objects.create(timesheet=timesheet, started_at=at(3))
+
+
+def test_a_segment_ends_after_it_starts_and_says_why(alice: Any, project: Project) -> None:
+    timesheet = running(alice, project)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Segment.objects.filter(timesheet=timesheet).update(ended_at=at(0), end_reason="user")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Segment.objects.filter(timesheet=timesheet).update(ended_at=at(5))

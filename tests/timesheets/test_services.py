@@ -1,0 +1,339 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.conftest import T0, at
+from tests.invariants import assert_invariants, segments_total
+from timesheets import services
+from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
+from timesheets.models import ApiToken, Project, Segment, Timesheet
+from timesheets.services import (
+    api_token_amark_used,
+    api_token_create,
+    api_token_digest,
+    project_create,
+    timesheet_aaccrue_running,
+    timesheet_accrue_running,
+    timesheet_create,
+    timesheet_start,
+    timesheet_stop,
+    timesheet_stop_forgotten,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("settings_limits")]
+
+RUNNING = Timesheet.Status.RUNNING
+STOPPED = Timesheet.Status.STOPPED
+
+
+def new(owner: User, project: Project, *, start_at: float | None = None) -> Timesheet:
+    timesheet = timesheet_create(owner=owner, project=project, description="work", now=T0)
+    if start_at is not None:
+        timesheet = timesheet_start(timesheet=timesheet, now=at(start_at))
+    return timesheet
+
+
+def fresh(timesheet: Timesheet) -> Timesheet:
+    return Timesheet.objects.get(pk=timesheet.pk)
+
+
+class TestStart:
+    def test_sets_the_watermark_and_opens_a_segment(self, alice: Any, project: Project) -> None:
+        timesheet = new(alice, project, start_at=10)
+
+        assert timesheet.status == RUNNING
+        assert timesheet.accrued_until == at(10)
+        assert timesheet.running_since == at(10)
+        assert timesheet.imputed == timedelta(0)
+        assert timesheet.slot == 1
+        segment = Segment.objects.get(timesheet=timesheet)
+        assert (segment.started_at, segment.ended_at, segment.end_reason) == (at(10), None, "")
+
+    def test_starting_a_running_timesheet_changes_nothing(
+        self, alice: Any, project: Project
+    ) -> None:
+        timesheet = new(alice, project, start_at=10)
+        timesheet_accrue_running(now=at(15))
+
+        again = timesheet_start(timesheet=timesheet, now=at(20))
+
+        assert (again.accrued_until, again.imputed) == (at(15), timedelta(seconds=5))
+        assert again.running_since == at(10)
+        assert Segment.objects.filter(timesheet=timesheet).count() == 1
+
+    def test_create_can_start_at_once(self, alice: Any, project: Project) -> None:
+        timesheet = timesheet_create(
+            owner=alice, project=project, description="x", now=at(3), start=True
+        )
+        assert fresh(timesheet).status == RUNNING
+        assert fresh(timesheet).running_since == at(3)
+
+    def test_an_archived_project_takes_no_time(self, alice: Any, project: Project) -> None:
+        timesheet = new(alice, project)
+        Project.objects.filter(pk=project.pk).update(is_active=False)
+        timesheet.project.refresh_from_db()
+
+        with pytest.raises(ProjectInactive, match="archived"):
+            timesheet_start(timesheet=timesheet, now=at(1))
+        with pytest.raises(ProjectInactive):
+            timesheet_create(owner=alice, project=timesheet.project, description="", now=at(1))
+
+        assert fresh(timesheet).status == STOPPED
+        assert not Segment.objects.exists()
+        assert Timesheet.objects.count() == 1
+
+    def test_the_limit_of_one_replaces_the_running_timesheet(
+        self, alice: Any, bob: Any, project: Project
+    ) -> None:
+        first = new(alice, project, start_at=0)
+        bobs = new(bob, project, start_at=0)
+        second = new(alice, project, start_at=90)
+
+        first = fresh(first)
+        assert first.status == STOPPED
+        assert first.imputed == timedelta(seconds=90)
+        assert Segment.objects.get(timesheet=first).end_reason == Segment.EndReason.REPLACED
+        assert fresh(second).status == RUNNING
+        assert fresh(bobs).status == RUNNING, "another person's timer is not touched"
+
+    def test_a_higher_limit_replaces_the_longest_running(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_PER_USER = 2
+        oldest = new(alice, project, start_at=0)
+        middle = new(alice, project, start_at=10)
+        newest = new(alice, project, start_at=20)
+
+        assert fresh(oldest).status == STOPPED
+        assert {fresh(middle).slot, fresh(newest).slot} == {1, 2}
+        assert_invariants(now=at(30), max_running_per_user=2)
+
+    def test_no_limit_lets_everything_run(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_PER_USER = 0
+        timesheets = [new(alice, project, start_at=n) for n in range(4)]
+
+        assert all(fresh(t).status == RUNNING and fresh(t).slot is None for t in timesheets)
+
+    def test_lowering_the_limit_applies_at_the_next_start(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_PER_USER = 0
+        for n in range(3):
+            new(alice, project, start_at=n)
+        settings.TIMESHEETS_MAX_RUNNING_PER_USER = 1
+
+        last = new(alice, project, start_at=10)
+
+        assert list(Timesheet.objects.filter(status=RUNNING)) == [last]
+        assert_invariants(now=at(11))
+
+
+class TestStop:
+    def test_adds_the_time_since_the_watermark(self, alice: Any, project: Project) -> None:
+        timesheet = new(alice, project, start_at=0)
+        timesheet_accrue_running(now=at(5))
+
+        stopped = timesheet_stop(timesheet=timesheet, now=at(7.25))
+
+        assert stopped.status == STOPPED
+        assert stopped.imputed == timedelta(seconds=7.25)
+        assert (stopped.accrued_until, stopped.running_since, stopped.slot) == (None, None, None)
+        segment = Segment.objects.get(timesheet=timesheet)
+        assert (segment.ended_at, segment.end_reason) == (at(7.25), Segment.EndReason.USER)
+
+    def test_stopping_a_stopped_timesheet_is_a_no_op(self, alice: Any, project: Project) -> None:
+        timesheet = new(alice, project, start_at=0)
+        timesheet_stop(timesheet=timesheet, now=at(4))
+
+        again = timesheet_stop(timesheet=timesheet, now=at(9))
+
+        assert again.imputed == timedelta(seconds=4)
+        assert Segment.objects.get(timesheet=timesheet).ended_at == at(4)
+
+    def test_a_clock_behind_the_watermark_takes_nothing_back(
+        self, alice: Any, project: Project
+    ) -> None:
+        timesheet = new(alice, project, start_at=0)
+        timesheet_accrue_running(now=at(10))  # another process, with a faster clock
+
+        stopped = timesheet_stop(timesheet=timesheet, now=at(9))
+
+        assert stopped.imputed == timedelta(seconds=10)
+        assert Segment.objects.get(timesheet=timesheet).ended_at == at(10)
+
+    def test_restarting_adds_a_segment(self, alice: Any, project: Project) -> None:
+        timesheet = new(alice, project, start_at=0)
+        timesheet_stop(timesheet=timesheet, now=at(3))
+        timesheet_start(timesheet=timesheet, now=at(100))
+        timesheet_stop(timesheet=timesheet, now=at(104.5))
+
+        assert fresh(timesheet).imputed == timedelta(seconds=7.5)
+        assert segments_total(timesheet.pk, now=at(200)) == timedelta(seconds=7.5)
+
+
+class TestAccrue:
+    def test_moves_every_running_watermark_in_one_update(
+        self, alice: Any, bob: Any, project: Project
+    ) -> None:
+        running = [new(alice, project, start_at=0), new(bob, project, start_at=2)]
+        idle = new(alice, project)  # never started
+
+        with CaptureQueriesContext(connection) as queries:
+            advanced = timesheet_accrue_running(now=at(10))
+
+        assert advanced == 2
+        assert len(queries) == 1
+        assert queries[0]["sql"].startswith("UPDATE")
+        assert fresh(running[0]).imputed == timedelta(seconds=10)
+        assert fresh(running[1]).imputed == timedelta(seconds=8)
+        assert fresh(running[1]).accrued_until == at(10)
+        assert fresh(idle).imputed == timedelta(0)
+        assert_invariants(now=at(10))
+
+    def test_a_late_or_repeated_run_counts_nothing_twice(
+        self, alice: Any, project: Project
+    ) -> None:
+        timesheet = new(alice, project, start_at=0)
+
+        assert timesheet_accrue_running(now=at(5)) == 1
+        assert timesheet_accrue_running(now=at(5)) == 0, "same instant: nothing to add"
+        assert timesheet_accrue_running(now=at(4)) == 0, "a slower clock: never negative"
+        assert timesheet_accrue_running(now=at(6.000001)) == 1
+
+        assert fresh(timesheet).imputed == timedelta(seconds=6, microseconds=1)
+
+    def test_interleaved_processes_count_each_second_once(
+        self, alice: Any, bob: Any, project: Project
+    ) -> None:
+        timesheets = [new(alice, project, start_at=0), new(bob, project, start_at=0.5)]
+        # Three processes whose clocks disagree by a few milliseconds, ticking out of order.
+        for now in [1.002, 1.0, 1.001, 2.0, 2.003, 1.999, 3.5, 3.499]:
+            timesheet_accrue_running(now=at(now))
+
+        assert [fresh(t).imputed for t in timesheets] == [
+            timedelta(seconds=3.5),
+            timedelta(seconds=3.0),
+        ]
+
+    def test_native_async_orm_gives_identical_results(
+        self, alice: Any, bob: Any, project: Project
+    ) -> None:
+        timesheets = [new(alice, project, start_at=0), new(bob, project, start_at=1.5)]
+        timesheet_accrue_running(now=at(2))
+        snapshot_sync = [(t.imputed, t.accrued_until) for t in map(fresh, timesheets)]
+        advanced_sync = timesheet_accrue_running(now=at(7.123456))
+        after_sync = [(t.imputed, t.accrued_until) for t in map(fresh, timesheets)]
+
+        # Roll the rows back to the snapshot and run the native version over the same data.
+        for timesheet, (imputed, watermark) in zip(timesheets, snapshot_sync, strict=True):
+            Timesheet.objects.filter(pk=timesheet.pk).update(
+                imputed=imputed, accrued_until=watermark
+            )
+        advanced_native = async_to_sync(timesheet_aaccrue_running)(now=at(7.123456))
+        after_native = [(t.imputed, t.accrued_until) for t in map(fresh, timesheets)]
+
+        assert advanced_native == advanced_sync == 2
+        assert after_native == after_sync
+
+
+class TestMaximumRunLength:
+    def test_accrual_stops_at_the_limit(self, alice: Any, project: Project, settings: Any) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+        timesheet = new(alice, project, start_at=0)
+
+        timesheet_accrue_running(now=at(3000))
+        timesheet_accrue_running(now=at(3700))
+        assert timesheet_accrue_running(now=at(3800)) == 0
+
+        assert fresh(timesheet).accrued_until == at(3600)
+        assert fresh(timesheet).imputed == timedelta(hours=1)
+
+    def test_forgotten_runs_stop_at_exactly_the_limit(
+        self, alice: Any, bob: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+        forgotten = new(alice, project, start_at=0)
+        recent = new(bob, project, start_at=1800)
+        timesheet_accrue_running(now=at(3500))
+
+        assert timesheet_stop_forgotten(now=at(3700)) == 1
+
+        forgotten = fresh(forgotten)
+        assert forgotten.status == STOPPED
+        assert forgotten.auto_stopped
+        assert forgotten.imputed == timedelta(hours=1)
+        segment = Segment.objects.get(timesheet=forgotten)
+        assert (segment.ended_at, segment.end_reason) == (at(3600), Segment.EndReason.AUTO)
+        assert fresh(recent).status == RUNNING
+        assert_invariants(now=at(3700))
+
+    def test_forgotten_runs_are_stopped_in_batches(
+        self, make_user: Any, project: Project, settings: Any, monkeypatch: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+        monkeypatch.setattr(services, "FORGOTTEN_BATCH", 2)
+        timesheets = [new(make_user(f"u{n}"), project, start_at=n) for n in range(5)]
+
+        assert timesheet_stop_forgotten(now=at(7200)) == 5
+
+        assert all(fresh(t).imputed == timedelta(hours=1) for t in timesheets)
+        assert_invariants(now=at(7200))
+
+    def test_a_stop_past_the_limit_ends_the_run_at_the_limit(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 0.5
+        timesheet = new(alice, project, start_at=0)
+
+        stopped = timesheet_stop(timesheet=timesheet, now=at(5000))
+
+        assert stopped.imputed == timedelta(minutes=30)
+        assert stopped.auto_stopped
+        assert Segment.objects.get(timesheet=timesheet).end_reason == Segment.EndReason.AUTO
+
+    def test_zero_disables_the_limit(self, alice: Any, project: Project, settings: Any) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 0
+        timesheet = new(alice, project, start_at=0)
+
+        assert timesheet_stop_forgotten(now=at(10**6)) == 0
+        timesheet_accrue_running(now=at(10**6))
+        assert fresh(timesheet).imputed == timedelta(seconds=10**6)
+
+
+class TestProjects:
+    def test_codes_are_unique(self) -> None:
+        project_create(code="ops", designation="Operations", now=T0)
+
+        with pytest.raises(ProjectCodeTaken, match="'ops' already exists"):
+            project_create(code="ops", designation="Again", now=T0)
+        assert Project.objects.count() == 1
+
+
+class TestApiTokens:
+    def test_only_the_digest_is_stored(self, alice: Any) -> None:
+        issued = api_token_create(user=alice, name="laptop", expires_at=None, now=T0)
+
+        stored = ApiToken.objects.get()
+        assert issued.secret.startswith("tsk_")
+        assert len(issued.secret) > 40
+        assert stored.digest == api_token_digest(issued.secret)
+        assert issued.secret not in (stored.digest, stored.prefix)
+        assert issued.secret.startswith(stored.prefix)
+
+    def test_last_use_is_written_at_most_once_a_minute(self, alice: Any) -> None:
+        token = api_token_create(user=alice, name="", expires_at=None, now=T0).token
+
+        async_to_sync(api_token_amark_used)(token=token, now=at(0))
+        async_to_sync(api_token_amark_used)(token=token, now=at(30))
+        assert ApiToken.objects.get().last_used_at == at(0)
+        async_to_sync(api_token_amark_used)(token=token, now=at(61))
+        assert ApiToken.objects.get().last_used_at == at(61)

@@ -1,0 +1,210 @@
+"""The timesheets HTTP API: async views over the domain's selectors and services.
+
+Reads use Django's native async ORM; writes that need a transaction go through the services
+in ``sync_to_async``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja import P, QueryEx, Router
+from ninja.errors import HttpError
+
+from timesheets.models import Project, Timesheet
+from timesheets.schemas import (
+    MAX_ID,
+    ErrorOut,
+    Id,
+    ProjectIn,
+    ProjectOut,
+    TimesheetIn,
+    TimesheetOut,
+    TimesheetPage,
+)
+from timesheets.selectors import project_list, timesheet_list, timesheet_running_for
+from timesheets.services import (
+    project_create,
+    timesheet_create,
+    timesheet_start,
+    timesheet_stop,
+)
+
+router = Router()
+
+PAGE_SIZE = 50  # timesheets per page unless the caller asks otherwise
+MAX_PAGE_SIZE = 200
+
+ERRORS = {401: ErrorOut, 422: ErrorOut}
+
+
+def _caller(request: HttpRequest) -> User:
+    user: User = request.auth  # type: ignore[attr-defined]
+    return user
+
+
+def _not_found(timesheet_id: int) -> HttpError:
+    return HttpError(404, f"No timesheet with id {timesheet_id}.")
+
+
+async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads: bool) -> Timesheet:
+    """The caller's timesheet; any timesheet for staff when only reading.
+
+    Another person's timesheet answers 404 exactly like a missing one, so ids reveal nothing.
+    """
+    if not 1 <= timesheet_id <= MAX_ID:
+        raise _not_found(timesheet_id)
+    caller = _caller(request)
+    timesheets = Timesheet.objects.select_related("project")
+    if not (staff_reads and caller.is_staff):
+        timesheets = timesheets.filter(owner_id=caller.pk)
+    timesheet = await timesheets.filter(pk=timesheet_id).afirst()
+    if timesheet is None:
+        raise _not_found(timesheet_id)
+    return timesheet
+
+
+def _now() -> datetime:
+    return timezone.now()
+
+
+@router.get(
+    "/timesheets",
+    response={200: TimesheetPage, 403: ErrorOut, **ERRORS},
+    tags=["timesheets"],
+    summary="List your timesheets, newest first",
+)
+async def list_timesheets(
+    request: HttpRequest,
+    status: Literal["running", "stopped"] | None = None,
+    project: Id | None = None,
+    user: QueryEx[
+        str | None, P(max_length=150, description="Staff only: list this username's timesheets.")
+    ] = None,
+    limit: QueryEx[int, P(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
+    offset: QueryEx[int, P(ge=0, le=MAX_ID)] = 0,
+) -> TimesheetPage:
+    caller = _caller(request)
+    owner_id = caller.pk
+    if user is not None and user != caller.get_username():
+        if not caller.is_staff:
+            raise HttpError(403, "Only staff can list other people's timesheets.")
+        owner = await get_user_model().objects.filter(username=user).afirst()
+        if owner is None:
+            raise HttpError(422, f"No user named {user!r}.")
+        owner_id = owner.pk
+    timesheets = timesheet_list(owner_id=owner_id, status=status, project_id=project)
+    count = await timesheets.acount()
+    now = _now()
+    items = [
+        TimesheetOut.of(timesheet, now=now)
+        async for timesheet in timesheets[offset : offset + limit]
+    ]
+    return TimesheetPage(items=items, count=count, limit=limit, offset=offset)
+
+
+@router.post(
+    "/timesheets",
+    response={201: TimesheetOut, 409: ErrorOut, **ERRORS},
+    tags=["timesheets"],
+    summary="Create a timesheet, optionally starting it",
+)
+async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> tuple[int, TimesheetOut]:
+    project = await Project.objects.filter(pk=payload.project).afirst()
+    if project is None:
+        raise HttpError(422, f"No project with id {payload.project}.")
+    timesheet = await sync_to_async(timesheet_create)(
+        owner=_caller(request),
+        project=project,
+        description=payload.description,
+        start=payload.start,
+        now=_now(),
+    )
+    return 201, TimesheetOut.of(timesheet, now=_now())
+
+
+@router.get(
+    "/timesheets/current",
+    response={200: TimesheetOut, 404: ErrorOut, **ERRORS},
+    tags=["timesheets"],
+    summary="Your running timesheet",
+)
+async def current_timesheet(request: HttpRequest) -> TimesheetOut:
+    timesheet = await timesheet_running_for(owner_id=_caller(request).pk).afirst()
+    if timesheet is None:
+        raise HttpError(404, "You have no running timesheet.")
+    return TimesheetOut.of(timesheet, now=_now())
+
+
+@router.get(
+    "/timesheets/{int:timesheet_id}",
+    response={200: TimesheetOut, 404: ErrorOut, **ERRORS},
+    tags=["timesheets"],
+    summary="One timesheet",
+)
+async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=True)
+    return TimesheetOut.of(timesheet, now=_now())
+
+
+@router.post(
+    "/timesheets/{int:timesheet_id}/start",
+    response={200: TimesheetOut, 404: ErrorOut, 409: ErrorOut, **ERRORS},
+    tags=["timesheets"],
+    summary="Start the timer (no change if it runs)",
+)
+async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=False)
+    timesheet = await sync_to_async(timesheet_start)(timesheet=timesheet, now=_now())
+    return TimesheetOut.of(timesheet, now=_now())
+
+
+@router.post(
+    "/timesheets/{int:timesheet_id}/stop",
+    response={200: TimesheetOut, 404: ErrorOut, **ERRORS},
+    tags=["timesheets"],
+    summary="Stop the timer (no change if it is stopped)",
+)
+async def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=False)
+    timesheet = await sync_to_async(timesheet_stop)(timesheet=timesheet, now=_now())
+    return TimesheetOut.of(timesheet, now=_now())
+
+
+@router.get(
+    "/projects",
+    response={200: list[ProjectOut], **ERRORS},
+    tags=["projects"],
+    summary="List projects",
+)
+async def list_projects(
+    request: HttpRequest,
+    include_inactive: QueryEx[bool, P(description="Include archived projects.")] = False,
+) -> list[ProjectOut]:
+    return [
+        ProjectOut.of(project) async for project in project_list(include_inactive=include_inactive)
+    ]
+
+
+@router.post(
+    "/projects",
+    response={201: ProjectOut, 403: ErrorOut, 409: ErrorOut, **ERRORS},
+    tags=["projects"],
+    summary="Create a project (staff only)",
+)
+async def create_project(request: HttpRequest, payload: ProjectIn) -> tuple[int, ProjectOut]:
+    if not _caller(request).is_staff:
+        raise HttpError(403, "Only staff can create projects.")
+    project = await sync_to_async(project_create)(
+        code=payload.code,
+        designation=payload.designation,
+        is_active=payload.is_active,
+        now=_now(),
+    )
+    return 201, ProjectOut.of(project)

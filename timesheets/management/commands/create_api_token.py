@@ -1,0 +1,50 @@
+"""``manage.py create_api_token <username>``: print a new API token, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from timesheets.services import api_token_create
+
+MAX_DAYS = 36_500  # a hundred years is "does not expire"; beyond that dates overflow
+
+
+class Command(BaseCommand):
+    help = "Create an API token for a user and print it. Only its digest is stored."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--name", default="", help="What the token is for.")
+        parser.add_argument(
+            "--expires-in-days",
+            type=int,
+            default=None,
+            help="Days until the token stops working (default: never).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username: str = options["username"]
+        days: int | None = options["expires_in_days"]
+        if days is not None and not 1 <= days <= MAX_DAYS:
+            raise CommandError(f"--expires-in-days must be between 1 and {MAX_DAYS}.")
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(
+                f"No user named {username!r}. Create one first, e.g. with "
+                "`python manage.py createsuperuser`."
+            )
+        now = timezone.now()
+        issued = api_token_create(
+            user=user,
+            name=options["name"][:100],
+            expires_at=now + timedelta(days=days) if days is not None else None,
+            now=now,
+        )
+        # The token alone goes to stdout, so that TOKEN=$(manage.py create_api_token …) works.
+        self.stdout.write(issued.secret)
+        self.stderr.write(f"Token {issued.token.prefix}… created for {username}; it is shown once.")
