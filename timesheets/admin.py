@@ -1,0 +1,492 @@
+"""The staff's view of timesheets, projects and API tokens.
+
+Every write of the domain goes through ``timesheets.services``: the forms here only collect
+what those functions need, and saving an edit writes only the fields its form changed, so a
+stale page never puts back time that the accrual job has moved since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation
+from django.db.models import ForeignKey, QuerySet
+from django.forms import ModelChoiceField
+from django.http import HttpRequest, HttpResponse
+from django.template.response import SimpleTemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import ngettext
+
+from timesheets.exceptions import ProjectInactive
+from timesheets.models import ApiToken, Project, Segment, Timesheet
+from timesheets.policy import max_run_length
+from timesheets.selectors import timesheet_accumulated
+from timesheets.services import (
+    api_token_fill,
+    project_create,
+    timesheet_create,
+    timesheet_start,
+    timesheet_stop,
+)
+
+admin.site.site_header = "Timesheets"
+admin.site.site_title = "Timesheets"
+admin.site.index_title = "Administration"
+
+RUNNING = Timesheet.Status.RUNNING
+EMPTY = "—"
+
+# Django's admin and form classes are generic only to the type checker.
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
+
+    TimesheetAdminBase = admin.ModelAdmin[Timesheet]
+    SegmentInlineBase = admin.TabularInline[Segment, Timesheet]
+    ProjectAdminBase = admin.ModelAdmin[Project]
+    ApiTokenAdminBase = admin.ModelAdmin[ApiToken]
+    ApiTokenFormBase = forms.ModelForm[ApiToken]
+else:
+    TimesheetAdminBase = ProjectAdminBase = ApiTokenAdminBase = admin.ModelAdmin
+    SegmentInlineBase = admin.TabularInline
+    ApiTokenFormBase = forms.ModelForm
+
+# --- Formatting ---------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """H:MM:SS with unbounded hours, whole seconds cut off (as the page's script shows them)."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def format_age(seconds: float) -> str:
+    """How long ago something happened, to the second while that is what matters."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole} s ago"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s ago"
+    return f"{whole // 3600} h {whole % 3600 // 60} min ago"
+
+
+# --- One clock reading per page -------------------------------------------------------------
+
+# Every time cell of one page is computed from the same instant, so that rows and fields of
+# one page agree with each other; outside a page (e.g. in a shell) each call reads the clock.
+_page_now: ContextVar[datetime | None] = ContextVar("timesheets_admin_page_now", default=None)
+
+
+def page_now() -> datetime:
+    return _page_now.get() or timezone.now()
+
+
+@contextmanager
+def _one_clock() -> Iterator[None]:
+    token = _page_now.set(timezone.now())
+    try:
+        yield
+    finally:
+        _page_now.reset(token)
+
+
+def _rendered(view: Callable[[], HttpResponse]) -> HttpResponse:
+    """Run an admin view and render its page while one clock reading is in force."""
+    with _one_clock():
+        response = view()
+        # The cells are computed while the template renders, which Django would otherwise do
+        # after the view has returned, outside the clock reading.
+        if isinstance(response, SimpleTemplateResponse):
+            response.render()
+        return response
+
+
+def live_time(timesheet: Timesheet, *, now: datetime) -> SafeString:
+    """The accumulated time, marked up so that the page's script keeps it ticking."""
+    accumulated = timesheet_accumulated(timesheet=timesheet, now=now)
+    seconds = accumulated.total_seconds()
+    text = format_duration(seconds)
+    if (
+        timesheet.status != RUNNING
+        or timesheet.accrued_until is None
+        or timesheet.running_since is None
+    ):
+        return format_html(
+            '<span class="ts-live" data-seconds="{}" data-running="0">{}</span>',
+            f"{seconds:.6f}",
+            text,
+        )
+    limit = max_run_length()
+    if limit is None:
+        return format_html(
+            '<span class="ts-live" data-seconds="{}" data-running="1">{}</span>',
+            f"{seconds:.6f}",
+            text,
+        )
+    # Past the maximum run length the time stops growing, so the script must stop there too.
+    ceiling = timesheet.imputed + (timesheet.running_since + limit - timesheet.accrued_until)
+    return format_html(
+        '<span class="ts-live" data-seconds="{}" data-running="{}" data-max-seconds="{}">{}</span>',
+        f"{seconds:.6f}",
+        "1" if accumulated < ceiling else "0",
+        f"{ceiling.total_seconds():.6f}",
+        text,
+    )
+
+
+# --- Timesheets -----------------------------------------------------------------------------
+
+
+class SegmentInline(SegmentInlineBase):
+    """The runs of a timesheet: its audit history, which no one edits."""
+
+    model = Segment
+    fields = ("started_at", "ended_at", "length", "end_reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    # Django asks an inline with the parent object; its type stubs disagree with themselves.
+    def has_add_permission(self, request: HttpRequest, obj: Timesheet | None) -> bool:  # type: ignore[override]
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Timesheet | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Timesheet | None = None) -> bool:
+        return False
+
+    @admin.display(description="length")
+    def length(self, segment: Segment) -> str:
+        if segment.ended_at is None:
+            return "running"
+        return format_duration((segment.ended_at - segment.started_at).total_seconds())
+
+
+class TimesheetAdmin(TimesheetAdminBase):
+    list_display = (
+        "id",
+        "owner",
+        "project",
+        "description",
+        "status",
+        "accumulated",
+        "checkpoint_age",
+        "auto_stopped",
+    )
+    list_filter = ("status", "project", "owner", "auto_stopped")
+    search_fields = ("description", "project__code", "project__designation", "owner__username")
+    list_select_related = ("owner", "project")
+    actions = ("start_selected", "stop_selected")
+
+    class Media:
+        js = ("timesheets/admin/live.js",)
+
+    # Pages -------------------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return _rendered(
+            lambda: super(TimesheetAdmin, self).changelist_view(request, extra_context)
+        )
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return _rendered(
+            lambda: super(TimesheetAdmin, self).changeform_view(
+                request, object_id, form_url, extra_context
+            )
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Timesheet | None = None) -> _FieldsetSpec:
+        if obj is None:
+            return [(None, {"fields": ("owner", "project", "description")})]
+        return [
+            (None, {"fields": ("owner", "project", "description")}),
+            (
+                "Time",
+                {
+                    "fields": (
+                        "status",
+                        "accumulated",
+                        "imputed",
+                        "accrued_until",
+                        "checkpoint_age",
+                        "running_since",
+                        "auto_stopped",
+                    )
+                },
+            ),
+            ("Record", {"fields": ("created_at", "updated_at")}),
+        ]
+
+    def get_inlines(
+        self, request: HttpRequest, obj: Timesheet | None
+    ) -> tuple[type[SegmentInline], ...]:
+        # A timesheet being created has no runs yet.
+        return () if obj is None else (SegmentInline,)
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Timesheet | None = None
+    ) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        # Owner and project stay as created: moving a run to another person would bypass the
+        # per-person limit, and moving recorded time to another project is not an edit.
+        return (
+            "owner",
+            "project",
+            "status",
+            "accumulated",
+            "imputed",
+            "accrued_until",
+            "checkpoint_age",
+            "running_since",
+            "auto_stopped",
+            "created_at",
+            "updated_at",
+        )
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
+        if db_field.name == "project":
+            kwargs["queryset"] = Project.objects.filter(is_active=True)
+            kwargs["error_messages"] = {
+                "invalid_choice": "Choose an active project: time can only be recorded on "
+                "active projects."
+            }
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Timesheet | None = None) -> bool:
+        # Recorded time is kept: there is no way to delete it that keeps the history honest.
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: Timesheet, form: forms.ModelForm[Timesheet], change: bool
+    ) -> None:
+        now = timezone.now()
+        if change:
+            if "description" in form.changed_data:
+                obj.updated_at = now
+                obj.save(update_fields=["description", "updated_at"])
+            return
+        created = timesheet_create(
+            owner=obj.owner, project=obj.project, description=obj.description, now=now
+        )
+        # The admin goes on with the instance its form built (for the log and the redirect).
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    # Columns and fields ------------------------------------------------------------------
+
+    @admin.display(description="accumulated")
+    def accumulated(self, timesheet: Timesheet) -> SafeString:
+        return live_time(timesheet, now=page_now())
+
+    @admin.display(description="last checkpoint")
+    def checkpoint_age(self, timesheet: Timesheet) -> str:
+        if timesheet.status != RUNNING or timesheet.accrued_until is None:
+            return EMPTY
+        return format_age((page_now() - timesheet.accrued_until).total_seconds())
+
+    # Actions -----------------------------------------------------------------------------
+
+    @admin.action(
+        description="Start this timesheet",
+        description_plural="Start selected timesheets",
+        permissions=["change"],
+        location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
+    )
+    def start_selected(self, request: HttpRequest, queryset: QuerySet[Timesheet]) -> None:
+        started = self._apply(request, queryset, timesheet_start, "Started", "already running")
+        # Under a per-person limit a later start in the same batch may replace an earlier one.
+        replaced = (
+            Timesheet.objects.filter(pk__in=started).exclude(status=RUNNING).count()
+            if started
+            else 0
+        )
+        if replaced:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d of them was stopped again to keep its owner within the limit "
+                    "of running timesheets.",
+                    "%(count)d of them were stopped again to keep their owners within the "
+                    "limit of running timesheets.",
+                    replaced,
+                )
+                % {"count": replaced},
+                messages.WARNING,
+            )
+
+    @admin.action(
+        description="Stop this timesheet",
+        description_plural="Stop selected timesheets",
+        permissions=["change"],
+        location=[ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM],
+    )
+    def stop_selected(self, request: HttpRequest, queryset: QuerySet[Timesheet]) -> None:
+        self._apply(request, queryset, timesheet_stop, "Stopped", "already stopped")
+
+    def _apply(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Timesheet],
+        operation: Callable[..., Timesheet],
+        done: str,
+        unchanged_state: str,
+    ) -> list[int]:
+        """Apply a service to each timesheet on its own; return the ids it changed."""
+        now = timezone.now()
+        changed: list[int] = []
+        unchanged = 0
+        for timesheet in queryset.order_by("pk"):
+            before = timesheet.status
+            try:
+                after = operation(timesheet=timesheet, now=now).status
+            except ProjectInactive as error:
+                self.message_user(
+                    request, f"Timesheet #{timesheet.pk}: {error.message}", messages.ERROR
+                )
+                continue
+            if after == before:
+                unchanged += 1
+            else:
+                changed.append(timesheet.pk)
+        if changed:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(done)s %(count)d timesheet.", "%(done)s %(count)d timesheets.", len(changed)
+                )
+                % {"done": done, "count": len(changed)},
+                messages.SUCCESS,
+            )
+        if unchanged:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d timesheet was %(state)s.",
+                    "%(count)d timesheets were %(state)s.",
+                    unchanged,
+                )
+                % {"count": unchanged, "state": unchanged_state},
+                messages.INFO,
+            )
+        return changed
+
+
+# --- Projects -------------------------------------------------------------------------------
+
+
+class ProjectAdmin(ProjectAdminBase):
+    list_display = ("code", "designation", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("code", "designation")
+    fields = ("code", "designation", "is_active")
+
+    def save_model(
+        self, request: HttpRequest, obj: Project, form: forms.ModelForm[Project], change: bool
+    ) -> None:
+        if change:
+            obj.save(update_fields=form.changed_data)
+            return
+        created = project_create(
+            code=obj.code, designation=obj.designation, is_active=obj.is_active, now=timezone.now()
+        )
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+class ApiTokenForm(ApiTokenFormBase):
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name", "expires_at")
+
+    def clean_expires_at(self) -> datetime | None:
+        expires_at: datetime | None = self.cleaned_data["expires_at"]
+        # A new token that is already expired is a mistake; an existing one may be expired on
+        # purpose, which is how a token is revoked while its record is kept.
+        if self.instance._state.adding and expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return expires_at
+
+
+class ApiTokenAdmin(ApiTokenAdminBase):
+    form = ApiTokenForm
+    list_display = ("user", "name", "prefix_display", "created_at", "expires_at", "last_used_at")
+    list_filter = ("user",)
+    search_fields = ("name", "prefix", "user__username")
+    list_select_related = ("user",)
+
+    def get_fieldsets(self, request: HttpRequest, obj: ApiToken | None = None) -> _FieldsetSpec:
+        if obj is None:
+            return [(None, {"fields": ("user", "name", "expires_at")})]
+        # The digest is never shown: it is all a thief needs to recognise a stolen secret.
+        return [
+            (
+                None,
+                {
+                    "fields": (
+                        "user",
+                        "name",
+                        "expires_at",
+                        "prefix_display",
+                        "created_at",
+                        "last_used_at",
+                    )
+                },
+            )
+        ]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ApiToken | None = None
+    ) -> tuple[str, ...]:
+        if obj is None:
+            return ()
+        return ("user", "prefix_display", "created_at", "last_used_at")
+
+    @admin.display(description="prefix", ordering="prefix")
+    def prefix_display(self, token: ApiToken) -> str:
+        return f"{token.prefix}…"
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiToken, form: forms.ModelForm[ApiToken], change: bool
+    ) -> None:
+        if change:
+            obj.save(update_fields=[f for f in form.changed_data if f in ("name", "expires_at")])
+            return
+        secret = api_token_fill(token=obj, now=timezone.now())
+        obj.save()
+        self.message_user(
+            request,
+            f"Token for {obj.user.get_username()}: {secret} — copy it now, it will not be "
+            "shown again.",
+            messages.SUCCESS,
+        )
+
+
+admin.site.register(Timesheet, TimesheetAdmin)
+admin.site.register(Project, ProjectAdmin)
+admin.site.register(ApiToken, ApiTokenAdmin)
