@@ -1,4 +1,4 @@
-"""ASGI entry point: Django's application inside a lifespan handler."""
+"""ASGI entry point: Django, with the periodic jobs run by the ASGI lifespan."""
 
 import os
 
@@ -8,6 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
-from worker.lifespan import Lifespan  # noqa: E402  (Django must be set up first)
+from worker.lifespan import with_worker  # noqa: E402  (Django must be set up first)
 
-application = Lifespan(django_application)
+application = with_worker(django_application)

@@ -44,8 +44,8 @@ def configure_structlog() -> None:
     )
 
 
-def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
-    """The ``LOGGING`` dict for Django's ``dictConfig``."""
+def make_formatter(log_format: str) -> structlog.stdlib.ProcessorFormatter:
+    """The formatter of the one handler: renders structlog events and foreign records alike."""
     renderer: list[Processor]
     if log_format == "json":
         renderer = [
@@ -54,6 +54,14 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
         ]
     else:
         renderer = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+
+
+def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
+    """The ``LOGGING`` dict for Django's ``dictConfig``."""
     # Django, uvicorn and friends log through the root handler, so their records are
     # rendered like ours instead of by their own handlers.
     foreign = {"handlers": [], "propagate": True}
@@ -61,14 +69,7 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "structlog": {
-                "()": structlog.stdlib.ProcessorFormatter,
-                "foreign_pre_chain": _shared_processors(),
-                "processors": [
-                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    *renderer,
-                ],
-            },
+            "structlog": {"()": make_formatter, "log_format": log_format},
         },
         "handlers": {
             "default": {

@@ -140,7 +140,7 @@ def _database(url: str) -> dict[str, Any]:
         # Tests use a file too, so that other threads and processes can share it.
         config["TEST"] = {"NAME": str(name.with_name(f"test_{name.name}"))}
     elif engine == "django.db.backends.postgresql":
-        from psycopg_pool import ConnectionPool
+        from config.database import check_connection
 
         options.setdefault(
             "pool",
@@ -149,7 +149,7 @@ def _database(url: str) -> dict[str, Any]:
                 "max_size": DATABASE_POOL_SIZE,
                 "timeout": 10,  # seconds to wait for a free connection
                 # A connection killed by a server restart is replaced, not handed out.
-                "check": ConnectionPool.check_connection,
+                "check": check_connection,
             },
         )
         config["CONN_MAX_AGE"] = 0

@@ -8,7 +8,7 @@ transaction.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.test import AsyncClient
 
 from timesheets.models import Project
 from timesheets.services import api_token_create
+from worker import process
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -50,6 +51,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("postgresql"):
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_runner_outlives_its_test(settings: Any) -> Iterator[None]:
+    """Requests must not start the process's runner unless a test asks for it, and a runner
+    a test started is stopped before the next test."""
+    settings.WORKER_AUTOSTART = False
+    yield
+    process.stop(timeout=15)
+    process.set_factory(process.build_runner)
+    process.mark_serving_loop(None)
 
 
 @pytest.fixture
@@ -100,9 +112,27 @@ def client_for(token_for: Callable[[User], str]) -> Callable[[User], AsyncClient
     """An async test client that authenticates as the user with a bearer token."""
 
     def make(user: User) -> AsyncClient:
-        return AsyncClient(headers={"Authorization": f"Bearer {token_for(user)}"})
+        # Given as an ASGI header name: AsyncClient(headers=...) would send it as
+        # "http-authorization".
+        return AsyncClient(authorization=f"Bearer {token_for(user)}")
 
     return make
+
+
+@pytest.fixture
+def alice_client(client_for: Callable[[User], AsyncClient], alice: User) -> AsyncClient:
+    """Ready-made clients: async tests cannot create tokens (a sync DB write) themselves."""
+    return client_for(alice)
+
+
+@pytest.fixture
+def bob_client(client_for: Callable[[User], AsyncClient], bob: User) -> AsyncClient:
+    return client_for(bob)
+
+
+@pytest.fixture
+def staff_client(client_for: Callable[[User], AsyncClient], staff: User) -> AsyncClient:
+    return client_for(staff)
 
 
 @pytest.fixture

@@ -1,0 +1,105 @@
+"""Running manage.py commands as separate processes against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL naming the database the tests use right now."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or "postgres"
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Service:
+    """A ``manage.py`` command in its own process, logging JSON to a file we can read."""
+
+    def __init__(self, *arguments: str, env: dict[str, str] | None = None) -> None:
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115  (closed in stop())
+            mode="w+", suffix=".log", delete=False
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", *arguments],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": test_database_url(),
+                "LOG_FORMAT": "json",
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            },
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        found = []
+        for line in self.output.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and (name is None or event.get("event") == name):
+                found.append(event)
+        return found
+
+    def wait_for(
+        self,
+        name: str,
+        *,
+        where: Callable[[dict[str, Any]], bool] = lambda event: True,
+        timeout: float = 20.0,
+    ) -> dict[str, Any]:
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            for event in self.events(name):
+                if where(event):
+                    return event
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {name!r} event; the process said:\n{self.output}")
+
+    def send(self, number: signal.Signals) -> None:
+        self.process.send_signal(number)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)

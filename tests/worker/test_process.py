@@ -1,0 +1,151 @@
+"""One runner per process: where it runs, that it stays alive, and what it inherits."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+import structlog
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.contrib.auth.models import User
+from django.test import Client
+
+from tests.worker.support import events
+from worker import process
+from worker.registry import Job
+from worker.runner import Runner
+
+TICK = 0.02  # seconds
+
+
+class Probe:
+    """An async job that records what it sees: its log context and its database thread."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.contexts: list[dict[str, Any]] = []
+        self.threads: list[str] = []
+
+    async def __call__(self, now: datetime) -> int:
+        self.runs += 1
+        self.contexts.append(structlog.contextvars.get_contextvars())
+        self.threads.append(await sync_to_async(lambda: threading.current_thread().name)())
+        return 0
+
+
+@pytest.fixture
+def probe() -> Probe:
+    probe = Probe()
+    process.set_factory(
+        lambda: Runner(
+            jobs=[Job(name="probe", function=probe, interval=TICK, run_at_shutdown=True)],
+            lag_probe_interval=TICK,
+        )
+    )
+    return probe
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    give_up = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < give_up, "timed out"
+        time.sleep(0.005)
+
+
+async def await_until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    give_up = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < give_up, "timed out"
+        await asyncio.sleep(0.005)
+
+
+def test_starting_twice_keeps_one_runner_that_no_one_else_references(probe: Probe) -> None:
+    runner = process.ensure_running()
+    assert process.ensure_running() is runner
+    del runner
+    gc.collect()
+
+    runs = probe.runs
+    wait_until(lambda: probe.runs >= runs + 5)
+    assert [t.name for t in threading.enumerate()].count("worker-loop") == 1
+    assert process.status()["mode"] == "own_thread"
+    assert process.status()["running"] is True
+
+
+async def test_on_the_serving_loop_the_runner_is_one_strongly_held_task(probe: Probe) -> None:
+    process.mark_serving_loop(asyncio.get_running_loop())
+
+    process.ensure_running()
+    process.ensure_running()
+    gc.collect()
+    await await_until(lambda: probe.runs >= 5)
+
+    names = [task.get_name() for task in asyncio.all_tasks()]
+    assert names.count("worker-runner") == 1
+    assert names.count("worker-job:probe") == 1
+    assert process.status()["mode"] == "serving_loop"
+    await process.astop()
+    assert process.current() is None
+
+
+async def test_a_runner_started_inside_a_request_inherits_nothing_from_it(
+    probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    process.mark_serving_loop(asyncio.get_running_loop())
+
+    # What a request served by Django looks like from inside a view.
+    async with ThreadSensitiveContext():
+        with structlog.contextvars.bound_contextvars(request_id="request-1"):
+            process.ensure_running()
+    await await_until(lambda: probe.runs >= 2)
+    await process.astop()
+
+    assert all(context == {} for context in probe.contexts)
+    assert all(name.startswith("worker-jobs") for name in probe.threads)
+    assert len(set(probe.threads)) == 1, "one thread of the runner's own"
+    # "runner_hosted" is the request's own event (it says which request started the runner);
+    # everything the runner logs afterwards is its own.
+    runner_events = [
+        e for e in events(caplog) if e.get("logger") == "worker" and e["event"] != "runner_hosted"
+    ]
+    assert {"runner_started", "job_run", "runner_stopped"} <= {e["event"] for e in runner_events}
+    assert all("request_id" not in event for event in runner_events)
+    (hosted,) = events(caplog, "runner_hosted")
+    assert hosted["request_id"] == "request-1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_wsgi_the_runner_started_by_the_async_view_outlives_the_response(
+    probe: Probe, staff: User
+) -> None:
+    client = Client()  # Django's WSGI handler, as runserver uses
+    client.force_login(staff)
+
+    response = client.post("/api/worker/start")
+
+    assert response.status_code == 200
+    assert response.json()["mode"] == "own_thread"
+    runs = probe.runs
+    wait_until(lambda: probe.runs >= runs + 5)  # long after the view's own loop was closed
+    again = client.post("/api/worker/start").json()
+    assert again["running"] is True
+    assert again["started_at"] == response.json()["started_at"], "the same runner"
+
+
+def test_stopping_runs_the_shutdown_jobs_once_more(probe: Probe) -> None:
+    process.ensure_running()
+    wait_until(lambda: probe.runs >= 2)
+
+    process.stop(timeout=10)
+
+    runs = probe.runs
+    time.sleep(5 * TICK)
+    assert probe.runs == runs, "stopped"
+    assert process.current() is None
+    assert process.status() == {"running": False, "mode": None, "jobs": []}

@@ -1,0 +1,297 @@
+"""The runner under virtual time: every timing below is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.worker.support import EPOCH, VirtualTime, events, rendered
+from worker.exceptions import WorkerError
+from worker.registry import Job
+from worker.runner import FAILURE_SUMMARY_INTERVAL, RESTART_DELAY, Runner
+
+
+class Recorder:
+    """An async job that records when it runs, takes virtual time, and fails on cue."""
+
+    def __init__(
+        self,
+        time: VirtualTime,
+        *,
+        durations: dict[int, float] | None = None,
+        fail: Callable[[int], bool] = lambda run: False,
+        crash_on: int | None = None,
+    ) -> None:
+        self.time = time
+        self.durations = durations or {}
+        self.fail = fail
+        self.crash_on = crash_on
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.concurrent = 0
+        self.max_concurrent = 0
+
+    async def __call__(self, now: datetime) -> int:
+        run = len(self.starts) + 1
+        self.starts.append(self.time.now)
+        self.concurrent += 1
+        self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            if run in self.durations:
+                await self.time.sleep(self.durations[run])
+            if run == self.crash_on:
+                raise Crash(f"run {run} broke the loop itself")
+            if self.fail(run):
+                raise RuntimeError(f"run {run} failed")
+            return run * 10
+        finally:
+            self.concurrent -= 1
+            self.ends.append(self.time.now)
+
+
+class Crash(BaseException):
+    """Escapes the per-run isolation, which catches Exception only."""
+
+
+def make_runner(time: VirtualTime, *jobs: Job, **options: Any) -> Runner:
+    return Runner(
+        jobs=jobs,
+        clock=time.clock,
+        sleep=time.sleep,
+        wall_clock=time.wall_clock,
+        lag_probe_interval=3600.0,
+        **options,
+    )
+
+
+def relative(instants: list[float], start: float = 1000.0) -> list[float]:
+    return [round(instant - start, 6) for instant in instants]
+
+
+async def test_runs_start_at_a_fixed_rate_without_drift() -> None:
+    time = VirtualTime()
+    tick = Recorder(time, durations={n: 1.25 for n in range(1, 20)})
+    runner = make_runner(time, Job(name="tick", function=tick, interval=5.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1000 + 5 * 9 + 1, actors=2)
+
+    assert relative(tick.starts) == [5.0 * k for k in range(10)]
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_late_runs_are_skipped_and_counted_never_bunched(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = VirtualTime()
+    tick = Recorder(time, durations={1: 1.0, 2: 12.0, 3: 1.0})
+    runner = make_runner(time, Job(name="tick", function=tick, interval=5.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1026, actors=2)
+
+    # Run 2 starts at 5 and ends at 17: the runs due at 10 and 15 are skipped, not made up.
+    assert relative(tick.starts) == [0.0, 5.0, 20.0, 25.0]
+    assert tick.max_concurrent == 1, "a job never overlaps itself"
+    (state,) = runner.states()
+    assert state.skipped == 2
+    (late,) = events(caplog, "job_late")
+    assert (late["job"], late["skipped"]) == ("tick", 2)
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_every_run_logs_one_event_with_its_numbers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = VirtualTime()
+    tick = Recorder(time, durations={1: 0.5, 2: 0.25})
+    runner = make_runner(time, Job(name="tick", function=tick, interval=2.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1002.5, actors=2)
+
+    runs = events(caplog, "job_run")
+    assert [(e["job"], e["run"], e["rows"], e["duration_ms"]) for e in runs] == [
+        ("tick", 1, 10, 500.0),
+        ("tick", 2, 20, 250.0),
+    ]
+    assert all(e["lag_ms"] == 0.0 for e in runs)
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_a_job_failing_every_second_run_keeps_running_with_a_traceback_each_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = VirtualTime()
+    flaky = Recorder(time, fail=lambda run: run % 2 == 0)
+    runner = make_runner(time, Job(name="flaky", function=flaky, interval=1.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1009.5, actors=2)
+
+    assert relative(flaky.starts) == [float(k) for k in range(10)], "no run is lost"
+    failures = rendered(caplog, "job_failed")
+    assert len(failures) == 5
+    for line in failures:
+        logged = json.loads(line)
+        assert logged["level"] == "error"
+        assert "Traceback (most recent call last)" in logged["exception"]
+        assert "RuntimeError: run" in logged["exception"]
+    (state,) = runner.states()
+    assert (state.runs, state.failures, state.consecutive_failures) == (10, 5, 1)
+    assert len(events(caplog, "job_recovered")) == 4
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_consecutive_failures_back_off_and_are_summarised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = VirtualTime()
+    outage_ends = 1030.0
+    broken = Recorder(time, fail=lambda run: time.now < outage_ends)
+    runner = make_runner(time, Job(name="broken", function=broken, interval=0.2), backoff_cap=1.0)
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1032.0, actors=2)
+
+    # 0.2 s, then doubling up to the 1 s cap, then back to the regular 0.2 s once it works.
+    assert relative(broken.starts)[:7] == [0.0, 0.2, 0.6, 1.4, 2.4, 3.4, 4.4]
+    first_success = relative(broken.starts).index(30.4)
+    assert relative(broken.starts)[first_success:] == [round(30.4 + 0.2 * k, 6) for k in range(9)]
+    assert len(events(caplog, "job_failed")) == 1, "one error with its traceback..."
+    summaries = events(caplog, "job_still_failing")
+    assert 2 <= len(summaries) <= 30 / FAILURE_SUMMARY_INTERVAL, "...then a few summaries"
+    (recovered,) = events(caplog, "job_recovered")
+    assert recovered["failures"] == first_success == 32
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_a_loop_that_crashes_is_restarted(caplog: pytest.LogCaptureFixture) -> None:
+    time = VirtualTime()
+    tick = Recorder(time, crash_on=2)
+    runner = make_runner(time, Job(name="tick", function=tick, interval=1.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1005.5, actors=2)
+
+    (crash,) = events(caplog, "job_loop_crashed")
+    assert crash["job"] == "tick"
+    assert "Traceback" in json.loads(rendered(caplog, "job_loop_crashed")[0])["exception"]
+    # Run 2 crashed at 1 s; the loop starts again RESTART_DELAY later, on a fresh schedule.
+    assert relative(tick.starts)[:3] == [0.0, 1.0, 1.0 + RESTART_DELAY]
+    assert len(tick.starts) >= 5
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_stop_lets_the_run_in_progress_finish_then_runs_shutdown_jobs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = VirtualTime()
+    slow = Recorder(time, durations={2: 3.0})
+    final = Recorder(time)
+    runner = make_runner(
+        time,
+        Job(name="slow", function=slow, interval=5.0),
+        Job(name="final", function=final, interval=60.0, run_at_shutdown=True),
+    )
+    task = asyncio.create_task(runner.run())
+    await time.run_until(1006.0, actors=3)  # run 2 of "slow" is in progress until 1008
+
+    runner.request_stop()
+    await time.finish(task)
+
+    assert relative(slow.ends) == [0.0, 8.0], "the run in progress finished"
+    assert len(slow.starts) == 2, "and no other run started"
+    assert relative(final.starts) == [0.0, 8.0], "the shutdown job ran once more at the end"
+    (stopped,) = events(caplog, "runner_stopped")
+    assert (stopped["final_runs"], stopped["abandoned"]) == (1, [])
+    assert events(caplog, "job_run")[-1]["final"] is True
+    assert not runner.running
+    assert all(task.done() for task in asyncio.all_tasks() if task.get_name().startswith("worker"))
+
+
+async def test_a_run_that_overruns_the_stop_bound_is_abandoned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    never = asyncio.Event()
+
+    async def stuck(now: datetime) -> int:
+        await never.wait()
+        return 0
+
+    runner = Runner(
+        jobs=[Job(name="stuck", function=stuck, interval=1.0)],
+        stop_timeout=0.2,
+        lag_probe_interval=3600.0,
+    )
+    task = asyncio.create_task(runner.run())
+    while not runner.states()[0].in_run:
+        await asyncio.sleep(0.001)
+
+    runner.request_stop()
+    await asyncio.wait_for(task, timeout=5)
+
+    (stopped,) = events(caplog, "runner_stopped")
+    assert stopped["abandoned"] == ["stuck"]
+    leftovers = [
+        t for t in asyncio.all_tasks() if t.get_name().startswith("worker") and not t.done()
+    ]
+    assert leftovers == [], "nothing is left pending"
+
+
+async def test_the_status_snapshot_reports_each_job() -> None:
+    time = VirtualTime()
+    tick = Recorder(time, durations={1: 0.5}, fail=lambda run: run == 3)
+    runner = make_runner(time, Job(name="tick", function=tick, interval=2.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1004.5, actors=2)
+    status = runner.status()
+
+    assert status["running"] is True
+    assert status["started_at"] == EPOCH + timedelta(seconds=1000)
+    (job,) = status["jobs"]
+    assert job["name"] == "tick"
+    assert job["interval_s"] == 2.0
+    assert (job["runs"], job["failures"], job["consecutive_failures"]) == (3, 1, 1)
+    assert job["last_rows"] == 20
+    assert job["last_error"] == "RuntimeError: run 3 failed"
+    assert job["skipped"] == 0
+    assert job["last_lag_ms"] == 0.0
+    runner.request_stop()
+    await time.finish(task)
+    assert runner.status()["running"] is False
+
+
+async def test_the_loop_lag_is_measured() -> None:
+    runner = Runner(jobs=[], lag_probe_interval=0.01)
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.05)
+    threading.Event().wait(0.1)  # block the event loop for 100 ms
+    await asyncio.sleep(0.05)
+
+    runner.request_stop()
+    await task
+
+    assert runner.loop_lag_max_ms >= 50
+
+
+async def test_a_runner_runs_once() -> None:
+    runner = Runner(jobs=[])
+    runner.request_stop()
+    await runner.run()
+
+    with pytest.raises(WorkerError, match="runs once"):
+        await runner.run()

@@ -1,0 +1,65 @@
+"""``manage.py runworker`` as its own process, against the test database."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from tests.invariants import assert_invariants
+from tests.processes import Service
+from timesheets.models import Project, Timesheet
+from timesheets.services import timesheet_create, timesheet_start
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+def test_sigterm_stops_gracefully_with_a_final_accrual(
+    services: list[Service], alice: User, project: Project
+) -> None:
+    now = timezone.now()
+    timesheet = timesheet_start(
+        timesheet=timesheet_create(owner=alice, project=project, description="", now=now), now=now
+    )
+    worker = Service("runworker", env={"WORKER_TICK_SECONDS": "0.2"})
+    services.append(worker)
+    worker.wait_for("job_run", where=lambda event: event["rows"] == 1)
+
+    sent_at = timezone.now()
+    worker.send(signal.SIGTERM)
+
+    assert worker.wait(15) == 0
+    stopped = worker.wait_for("runner_stopped")
+    assert (stopped["final_runs"], stopped["abandoned"]) == (1, [])
+    assert worker.events("stop_requested")[0]["signal"] == "SIGTERM"
+    assert "Task was destroyed but it is pending" not in worker.output
+    timesheet.refresh_from_db()
+    assert timesheet.accrued_until is not None
+    assert timesheet.accrued_until >= sent_at, "the final accrual came after the signal"
+    assert_invariants(now=timezone.now())
+
+
+def test_each_run_logs_its_numbers(services: list[Service], settings: Any) -> None:
+    worker = Service("runworker", env={"WORKER_TICK_SECONDS": "0.1"})
+    services.append(worker)
+
+    run = worker.wait_for("job_run", where=lambda event: event["run"] == 3)
+    worker.send(signal.SIGINT)
+    assert worker.wait(15) == 0
+
+    assert run["job"] == "accrue_running_timesheets"
+    assert {"rows", "duration_ms", "lag_ms", "timestamp", "level"} <= set(run)
+    assert "request_id" not in run
+    assert Timesheet.objects.count() == 0
