@@ -7,11 +7,12 @@ errors add ``errors``, the field-by-field list.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -26,10 +27,11 @@ from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
 class JsonEncoder(NinjaJSONEncoder):
     def default(self, o: Any) -> Any:
         # Django's encoder cuts times to milliseconds; the API promises microseconds, so that
-        # clients can check that accumulated time equals the sum of its runs exactly.
-        if isinstance(o, datetime):
-            text = o.isoformat()
-            return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+        # clients can check that accumulated time equals the sum of its runs exactly. Always
+        # six digits and always UTC, so that every time has one spelling.
+        if isinstance(o, datetime) and o.tzinfo is not None:
+            utc = o.astimezone(UTC).replace(tzinfo=None)
+            return utc.isoformat(timespec="microseconds") + "Z"
         return super().default(o)
 
 
@@ -64,6 +66,8 @@ api = NinjaAPI(
     parser=JsonParser(),
     renderer=JsonRenderer(),
     urls_namespace="api",
+    # The schema and the docs are read-only pages: other methods get 405, like everywhere else.
+    docs_decorator=require_safe,
 )
 api.add_router("", timesheets_router)
 

@@ -90,7 +90,8 @@ def env_float(
     positive: bool = False,
     environ: Mapping[str, str] = os.environ,
 ) -> float:
-    raw = _declare(name, f"{default:g}", description, environ)
+    # repr() spells the default so that it reads back exactly (":g" keeps six digits only).
+    raw = _declare(name, repr(float(default)).removesuffix(".0"), description, environ)
     value = _parse(name, raw, float, "a number")
     if not math.isfinite(value):
         raise SettingsError(f"{name}={raw!r} is not a finite number.")

@@ -17,6 +17,8 @@ from django.utils.decorators import sync_and_async_middleware
 logger = structlog.get_logger("http")
 
 API_PREFIX = "/api/"
+# Outside the API, the probes answer JSON too.
+JSON_PATHS = frozenset({"/healthz", "/readyz"})
 REQUEST_ID_HEADER = "X-Request-ID"
 # An upstream request id is kept only when it is safe to print in logs and headers.
 _UPSTREAM_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -73,6 +75,10 @@ def request_log_middleware(get_response: GetResponse) -> GetResponse:
     return middleware
 
 
+def _answers_in_json(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX) or request.path in JSON_PATHS
+
+
 def _declared_body_too_large(request: HttpRequest) -> JsonResponse | None:
     """Refuse an API body that says it is over the limit before anyone reads it."""
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -80,7 +86,7 @@ def _declared_body_too_large(request: HttpRequest) -> JsonResponse | None:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return JsonResponse({"detail": "The Content-Length header is not a number."}, status=400)
-    if limit is not None and request.path.startswith(API_PREFIX) and declared > limit:
+    if limit is not None and _answers_in_json(request) and declared > limit:
         return JsonResponse(
             {"detail": f"The request body is larger than {limit // 1024} KiB."}, status=413
         )
@@ -89,7 +95,7 @@ def _declared_body_too_large(request: HttpRequest) -> JsonResponse | None:
 
 def _api_error_as_json(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
     if (
-        not request.path.startswith(API_PREFIX)
+        not _answers_in_json(request)
         or response.status_code not in (404, 405)
         or response.get("Content-Type", "").startswith("application/json")
     ):
@@ -107,7 +113,7 @@ def _api_error_as_json(request: HttpRequest, response: HttpResponseBase) -> Http
 @sync_and_async_middleware
 def api_errors_middleware(get_response: GetResponse) -> GetResponse:
     """Refuse oversized API bodies, and answer unknown API paths and wrong methods in JSON,
-    like every other API error."""
+    like every other API error; the health probes too."""
 
     if iscoroutinefunction(get_response):
 

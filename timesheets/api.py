@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import P, QueryEx, Router
+from ninja import P, QueryEx, Router, Status
 from ninja.errors import HttpError
 
 from timesheets.models import Project, Timesheet
@@ -27,6 +27,7 @@ from timesheets.schemas import (
     TimesheetIn,
     TimesheetOut,
     TimesheetPage,
+    Username,
 )
 from timesheets.selectors import project_list, timesheet_list, timesheet_running_for
 from timesheets.services import (
@@ -85,7 +86,7 @@ async def list_timesheets(
     status: Literal["running", "stopped"] | None = None,
     project: Id | None = None,
     user: QueryEx[
-        str | None, P(max_length=150, description="Staff only: list this username's timesheets.")
+        Username | None, P(description="Staff only: list this username's timesheets.")
     ] = None,
     limit: QueryEx[int, P(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
     offset: QueryEx[int, P(ge=0, le=MAX_ID)] = 0,
@@ -115,7 +116,7 @@ async def list_timesheets(
     tags=["timesheets"],
     summary="Create a timesheet, optionally starting it",
 )
-async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> tuple[int, TimesheetOut]:
+async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status[TimesheetOut]:
     project = await Project.objects.filter(pk=payload.project).afirst()
     if project is None:
         raise HttpError(422, f"No project with id {payload.project}.")
@@ -126,7 +127,7 @@ async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> tuple[
         start=payload.start,
         now=_now(),
     )
-    return 201, TimesheetOut.of(timesheet, now=_now())
+    return Status(201, TimesheetOut.of(timesheet, now=_now()))
 
 
 @router.get(
@@ -198,7 +199,7 @@ async def list_projects(
     tags=["projects"],
     summary="Create a project (staff only)",
 )
-async def create_project(request: HttpRequest, payload: ProjectIn) -> tuple[int, ProjectOut]:
+async def create_project(request: HttpRequest, payload: ProjectIn) -> Status[ProjectOut]:
     if not _caller(request).is_staff:
         raise HttpError(403, "Only staff can create projects.")
     project = await sync_to_async(project_create)(
@@ -207,4 +208,4 @@ async def create_project(request: HttpRequest, payload: ProjectIn) -> tuple[int,
         is_active=payload.is_active,
         now=_now(),
     )
-    return 201, ProjectOut.of(project)
+    return Status(201, ProjectOut.of(project))

@@ -34,6 +34,8 @@ Designation = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_storable),
 ]
+# A name to look up, not to store: what the database could not compare is refused up front.
+Username = Annotated[str, StringConstraints(max_length=150), AfterValidator(_storable)]
 ProjectCode = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 ]

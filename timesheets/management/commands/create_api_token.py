@@ -12,6 +12,19 @@ from django.utils import timezone
 from timesheets.services import api_token_create
 
 MAX_DAYS = 36_500  # a hundred years is "does not expire"; beyond that dates overflow
+MAX_NAME_LENGTH = 100  # characters, as ApiToken.name holds
+
+
+def _text(value: str, argument: str) -> str:
+    # Bytes that are not UTF-8 reach argv as lone surrogates, which no database can store;
+    # PostgreSQL refuses NUL as well.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(f"{argument} {value!r} is not valid UTF-8 text.") from None
+    if "\x00" in value:
+        raise CommandError(f"{argument} must not contain NUL characters.")
+    return value
 
 
 class Command(BaseCommand):
@@ -28,7 +41,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        username: str = options["username"]
+        username = _text(options["username"], "The username")
+        name = _text(options["name"], "--name")
+        if len(name) > MAX_NAME_LENGTH:
+            raise CommandError(f"--name must be at most {MAX_NAME_LENGTH} characters long.")
         days: int | None = options["expires_in_days"]
         if days is not None and not 1 <= days <= MAX_DAYS:
             raise CommandError(f"--expires-in-days must be between 1 and {MAX_DAYS}.")
@@ -41,7 +57,7 @@ class Command(BaseCommand):
         now = timezone.now()
         issued = api_token_create(
             user=user,
-            name=options["name"][:100],
+            name=name,
             expires_at=now + timedelta(days=days) if days is not None else None,
             now=now,
         )
