@@ -10,7 +10,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
@@ -22,6 +24,9 @@ from ninja.responses import NinjaJSONEncoder
 from timesheets.api import router as timesheets_router
 from timesheets.auth import BearerToken, Session
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
+from worker.api import router as worker_router
+
+logger = structlog.get_logger("http")
 
 
 class JsonEncoder(NinjaJSONEncoder):
@@ -70,6 +75,7 @@ api = NinjaAPI(
     docs_decorator=require_safe,
 )
 api.add_router("", timesheets_router)
+api.add_router("", worker_router)
 
 
 def _error(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:
@@ -125,6 +131,20 @@ def body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse
 @api.exception_handler(Http404)
 def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return _error(request, 404, "Not found.")
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def database_unavailable(
+    request: HttpRequest, exc: OperationalError | InterfaceError
+) -> HttpResponse:
+    # Nothing was written: the request can be repeated as it is once the database is back.
+    logger.warning("database_unavailable", path=request.path, error=str(exc).strip())
+    response = _error(
+        request, 503, "The database is unavailable right now; try again in a few seconds."
+    )
+    response["Retry-After"] = "5"
+    return response
 
 
 @api.exception_handler(ProjectInactive)

@@ -20,7 +20,7 @@ def check_connection(connection: Any) -> None:
     except Exception:
         from django.db import DEFAULT_DB_ALIAS, connections
 
-        pool = connections[DEFAULT_DB_ALIAS].pool
+        pool = getattr(connections[DEFAULT_DB_ALIAS], "pool", None)
         if pool is not None:
             pool.check()
         raise

@@ -26,6 +26,10 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),
         _drop_color_message,
+        # Several processes (uvicorn workers, runworker replicas) often share one log.
+        structlog.processors.CallsiteParameterAdder(
+            [structlog.processors.CallsiteParameter.PROCESS]
+        ),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
 

@@ -13,8 +13,13 @@ import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
+from prometheus_client import Counter
 
 logger = structlog.get_logger("http")
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered, by method and status.", ["method", "status"]
+)
 
 API_PREFIX = "/api/"
 # Outside the API, the probes answer JSON too.
@@ -36,21 +41,25 @@ def _request_id(request: HttpRequest) -> str:
 def _log_request(
     request: HttpRequest, response: HttpResponseBase, request_id: str, started: float
 ) -> None:
-    response[REQUEST_ID_HEADER] = request_id
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
     status = response.status_code
+    response[REQUEST_ID_HEADER] = request_id
+    response["Server-Timing"] = f"app;dur={duration_ms}"
+    HTTP_REQUESTS.labels(method=request.method, status=status).inc()
     logger.log(
         40 if status >= 500 else 20,  # ERROR or INFO
         "http_request",
         method=request.method,
         path=request.path,
         status=status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        duration_ms=duration_ms,
     )
 
 
 @sync_and_async_middleware
 def request_log_middleware(get_response: GetResponse) -> GetResponse:
-    """Give every request an id in its log context and log one event when it is answered."""
+    """Give every request an id in its log context; when it is answered, report the app's
+    time in a Server-Timing header, count it, and log one event."""
 
     if iscoroutinefunction(get_response):
 

@@ -66,9 +66,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every response, static files included, is timed, counted and logged.
+    "config.middleware.request_log_middleware",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
-    "config.middleware.request_log_middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -183,7 +184,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = BASE_DIR / env_str(
+    "STATIC_ROOT",
+    default="staticfiles",
+    description="Where collectstatic puts the files the app serves; relative to the project.",
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -250,6 +255,12 @@ WORKER_TICK_SECONDS = env_float(
     default=5,
     positive=True,
     description="Interval of the accrual job, in seconds; fractions such as 0.2 are allowed.",
+)
+WORKER_METRICS_PORT = env_int(
+    "WORKER_METRICS_PORT",
+    default=0,
+    minimum=0,
+    description="runworker only: serve Prometheus metrics on this port; 0 serves none.",
 )
 WORKER_ORM_MODE = env_choice(
     "WORKER_ORM_MODE",

@@ -1,19 +1,13 @@
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
 from django.urls import path
-from django.views.decorators.http import require_GET
 
 from config.api import api
-
-
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness: the process answers. Touches no database."""
-    return JsonResponse({"status": "ok"})
-
+from config.health import healthz, metrics, readyz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,8 @@ class Service:
             },
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            # Its own process group, so that stop() also ends what it started (uvicorn workers).
+            start_new_session=True,
         )
 
     @property
@@ -91,6 +96,21 @@ class Service:
             time.sleep(0.05)
         raise AssertionError(f"no {name!r} event; the process said:\n{self.output}")
 
+    def wait_for_http(self, url: str, *, timeout: float = 30.0) -> None:
+        """Wait until ``url`` answers at all (any status): the server is listening."""
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise AssertionError(f"{url} never answered; the process said:\n{self.output}")
+
     def send(self, number: signal.Signals) -> None:
         self.process.send_signal(number)
 
@@ -98,8 +118,8 @@ class Service:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)

@@ -33,6 +33,7 @@ from timesheets.services import (
     api_token_fill,
     project_create,
     timesheet_create,
+    timesheet_describe,
     timesheet_start,
     timesheet_stop,
 )
@@ -283,8 +284,7 @@ class TimesheetAdmin(TimesheetAdminBase):
         now = timezone.now()
         if change:
             if "description" in form.changed_data:
-                obj.updated_at = now
-                obj.save(update_fields=["description", "updated_at"])
+                timesheet_describe(timesheet=obj, description=obj.description, now=now)
             return
         created = timesheet_create(
             owner=obj.owner, project=obj.project, description=obj.description, now=now

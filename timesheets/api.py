@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.http import HttpRequest
@@ -36,6 +37,7 @@ from timesheets.services import (
     timesheet_start,
     timesheet_stop,
 )
+from worker import process
 
 router = Router()
 
@@ -69,6 +71,12 @@ async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads:
     if timesheet is None:
         raise _not_found(timesheet_id)
     return timesheet
+
+
+def _make_sure_time_is_accrued() -> None:
+    """A running timer needs the runner: start it if this process should run it."""
+    if settings.WORKER_AUTOSTART:
+        process.ensure_running()
 
 
 def _now() -> datetime:
@@ -127,6 +135,8 @@ async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status
         start=payload.start,
         now=_now(),
     )
+    if payload.start:
+        _make_sure_time_is_accrued()
     return Status(201, TimesheetOut.of(timesheet, now=_now()))
 
 
@@ -163,6 +173,7 @@ async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut
 async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
     timesheet = await _timesheet_of(request, timesheet_id, staff_reads=False)
     timesheet = await sync_to_async(timesheet_start)(timesheet=timesheet, now=_now())
+    _make_sure_time_is_accrued()
     return TimesheetOut.of(timesheet, now=_now())
 
 

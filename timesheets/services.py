@@ -85,6 +85,14 @@ def timesheet_create(
     return timesheet
 
 
+def timesheet_describe(*, timesheet: Timesheet, description: str, now: datetime) -> Timesheet:
+    """Change what the timesheet is for; its time is not touched."""
+    Timesheet.objects.filter(pk=timesheet.pk).update(description=description, updated_at=now)
+    timesheet.description = description
+    timesheet.updated_at = now
+    return timesheet
+
+
 def timesheet_start(*, timesheet: Timesheet, now: datetime) -> Timesheet:
     """Start the timesheet's clock at ``now``. Starting a running timesheet changes nothing.
 

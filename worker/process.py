@@ -65,6 +65,11 @@ def mark_serving_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     _serving_loop = loop
 
 
+def serving_loop_marked() -> bool:
+    """Whether an ASGI server's loop was seen: the runner then belongs on it."""
+    return _serving_loop is not None
+
+
 def set_factory(factory: Callable[[], Runner]) -> Callable[[], Runner]:
     """Replace how the runner is built (tests use small jobs); return the previous factory."""
     global _factory

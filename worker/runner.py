@@ -28,7 +28,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 
-from worker import schedule
+from worker import metrics, schedule
 from worker.exceptions import WorkerError
 from worker.registry import Job, JobResult
 
@@ -181,6 +181,7 @@ class Runner:
                 await self._supervise()
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+            metrics.process_ended()
             self._running = False
             self.stopped_at = self._wall_clock()
 
@@ -249,6 +250,7 @@ class Runner:
             skipped = following - index - 1
             if skipped:
                 state.skipped += skipped
+                metrics.JOB_SKIPPED.labels(job=job.name).inc(skipped)
                 if succeeded:
                     logger.warning(
                         "job_late",
@@ -278,6 +280,10 @@ class Runner:
         duration = self._clock() - started
         state.last_duration_ms = _milliseconds(duration)
         state.last_rows = rows
+        metrics.JOB_RUNS.labels(job=job.name, outcome="success").inc()
+        metrics.JOB_DURATION.labels(job=job.name).observe(duration)
+        if rows:
+            metrics.JOB_ROWS.labels(job=job.name).inc(rows)
         fields: dict[str, Any] = {"final": True} if final else {}
         logger.info(
             "job_run",
@@ -314,6 +320,8 @@ class Runner:
         self, state: JobState, error: Exception, *, run: int, duration: float
     ) -> None:
         now = self._clock()
+        metrics.JOB_RUNS.labels(job=state.job.name, outcome="failure").inc()
+        metrics.JOB_DURATION.labels(job=state.job.name).observe(duration)
         state.failures += 1
         state.consecutive_failures += 1
         state.last_duration_ms = _milliseconds(duration)
@@ -347,6 +355,7 @@ class Runner:
             await self._sleep(self._lag_probe_interval)
             lag = max(0.0, self._clock() - started - self._lag_probe_interval)
             self.loop_lag_ms = _milliseconds(lag)
+            metrics.LOOP_LAG.set(lag)
             self.loop_lag_max_ms = max(self.loop_lag_max_ms, self.loop_lag_ms)
 
     # --- Stopping -----------------------------------------------------------------------

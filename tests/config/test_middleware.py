@@ -100,6 +100,33 @@ class TestRequestId:
         assert GENERATED_ID.fullmatch(response["X-Request-ID"])
 
 
+class TestServerTiming:
+    @pytest.mark.parametrize("path", ["/healthz", "/api/no-such-endpoint"])
+    async def test_every_response_reports_the_apps_time(self, path: str) -> None:
+        response = await AsyncClient().get(path)
+
+        timing = re.fullmatch(r"app;dur=(\d+(\.\d+)?)", response["Server-Timing"])
+        assert timing is not None, response["Server-Timing"]
+        assert 0 <= float(timing.group(1)) < 10_000
+
+    def test_the_sync_stack_reports_it_too(self) -> None:
+        assert Client().get("/healthz")["Server-Timing"].startswith("app;dur=")
+
+    def test_the_async_stack_adapts_no_middleware_to_a_thread(
+        self, caplog: pytest.LogCaptureFixture, settings: Any
+    ) -> None:
+        from django.core.handlers.asgi import ASGIHandler
+
+        settings.DEBUG = True  # Django reports adaptations only then
+        caplog.set_level(logging.DEBUG, logger="django.request")
+        ASGIHandler().load_middleware(is_async=True)
+
+        adapted = [
+            r.getMessage() for r in caplog.records if "adapted for middleware" in r.getMessage()
+        ]
+        assert adapted == [], "each adaptation would hop to a thread on every request"
+
+
 class TestRequestLog:
     def test_the_sync_stack_logs_one_event(self, log: pytest.LogCaptureFixture) -> None:
         response = Client().get("/healthz", headers={"X-Request-ID": "sync-1"})

@@ -4,7 +4,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.processes import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0  # seconds: migrations and collectstatic run before the server listens
@@ -30,13 +31,6 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def get(url: str) -> tuple[int, str, bytes]:
@@ -74,6 +68,7 @@ def production_server(tmp_path: Path) -> Iterator[Server]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "STATIC_ROOT": str(tmp_path / "static"),
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:

@@ -22,6 +22,7 @@ from timesheets.services import (
     timesheet_aaccrue_running,
     timesheet_accrue_running,
     timesheet_create,
+    timesheet_describe,
     timesheet_start,
     timesheet_stop,
     timesheet_stop_forgotten,
@@ -135,6 +136,17 @@ class TestStart:
 
         assert list(Timesheet.objects.filter(status=RUNNING)) == [last]
         assert_invariants(now=at(11))
+
+
+def test_describe_changes_only_the_description(alice: Any, project: Project) -> None:
+    timesheet = new(alice, project, start_at=0)
+
+    described = timesheet_describe(timesheet=timesheet, description="Review", now=at(9))
+
+    stored = fresh(timesheet)
+    assert (stored.description, stored.updated_at) == ("Review", at(9))
+    assert (stored.status, stored.accrued_until, stored.imputed) == (RUNNING, at(0), timedelta(0))
+    assert described.description == "Review"
 
 
 class TestStop:

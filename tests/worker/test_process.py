@@ -149,3 +149,32 @@ def test_stopping_runs_the_shutdown_jobs_once_more(probe: Probe) -> None:
     assert probe.runs == runs, "stopped"
     assert process.current() is None
     assert process.status() == {"running": False, "mode": None, "jobs": []}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("autostart", [True, False])
+def test_starting_a_timer_over_http_makes_sure_the_runner_runs(
+    probe: Probe, staff: User, settings: Any, autostart: bool
+) -> None:
+    from timesheets.models import Project
+
+    settings.WORKER_AUTOSTART = autostart
+    project = Project.objects.create(code="ops", designation="Operations")
+    client = Client()
+    client.force_login(staff)
+
+    created = client.post(
+        "/api/timesheets", {"project": project.pk}, content_type="application/json"
+    )
+    assert created.status_code == 201
+    assert process.current() is None, "a stopped timer needs no runner"
+    started = client.post(f"/api/timesheets/{created.json()['id']}/start")
+    assert started.status_code == 200
+    assert (process.current() is not None) is autostart
+    process.stop(timeout=10)
+
+    again = client.post(
+        "/api/timesheets", {"project": project.pk, "start": True}, content_type="application/json"
+    )
+    assert again.status_code == 201
+    assert (process.current() is not None) is autostart

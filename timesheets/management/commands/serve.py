@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -9,6 +12,8 @@ import uvicorn
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
+
+from worker import metrics
 
 logger = structlog.get_logger(__name__)
 
@@ -31,6 +36,7 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             # The admin's styles are served by the app itself, from the collected files.
             call_command("collectstatic", interactive=False, verbosity=0)
+        self._share_metrics(workers=options["workers"])
         uvicorn.run(
             "config.asgi:application",
             host=options["host"],
@@ -43,3 +49,14 @@ class Command(BaseCommand):
             access_log=False,
             proxy_headers=True,
         )
+
+    @staticmethod
+    def _share_metrics(*, workers: int) -> None:
+        """Several uvicorn workers report one set of metrics through a shared directory."""
+        directory = metrics.multiprocess_directory()
+        if directory is None and workers > 1:
+            directory = tempfile.mkdtemp(prefix="timesheets-metrics-")
+            # Read by prometheus-client when each worker process imports it.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        if directory is not None:
+            metrics.prepare_multiprocess_directory(Path(directory))

@@ -1,0 +1,208 @@
+"""Liveness, readiness and metrics, in process and under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import AsyncClient, Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from config import health
+from tests.processes import Service, free_port
+from worker import process
+from worker.registry import Job
+from worker.runner import Runner
+
+
+def get(url: str, **headers: str) -> tuple[int, bytes]:
+    try:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def idle_runner() -> None:
+    async def idle(now: datetime) -> int:
+        return 0
+
+    process.set_factory(lambda: Runner(jobs=[Job(name="idle", function=idle, interval=0.05)]))
+
+
+class TestReadiness:
+    @pytest.mark.django_db
+    async def test_ready_when_the_database_answers_and_is_migrated(self) -> None:
+        response = await AsyncClient().get("/readyz")
+
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "migrations": "ok", "worker": "not run by this process"},
+        }
+
+    @pytest.mark.django_db(transaction=True)
+    def test_unready_while_migrations_are_pending(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(health, "_migrated", False)
+        call_command("migrate", "timesheets", "zero", verbosity=0)
+        try:
+            response = Client().get("/readyz")
+        finally:
+            call_command("migrate", verbosity=0)
+
+        assert response.status_code == 503
+        body = response.json()
+        assert body["failing"] == "migrations"
+        assert re.fullmatch(r"\d+ migrations are not applied: run migrate\.", body["detail"])
+        assert Client().get("/readyz").status_code == 200
+
+    @pytest.mark.django_db
+    @pytest.mark.usefixtures("idle_runner")
+    async def test_where_the_lifespan_runs_the_worker_it_must_be_running(
+        self, settings: Any
+    ) -> None:
+        settings.WORKER_AUTOSTART = True
+        process.mark_serving_loop(asyncio.get_running_loop())
+
+        down = await AsyncClient().get("/readyz")
+        process.ensure_running()
+        await asyncio.sleep(0.05)
+        up = await AsyncClient().get("/readyz")
+        await process.astop()
+
+        assert down.status_code == 503
+        assert down.json() == {
+            "status": "unavailable",
+            "failing": "worker",
+            "detail": "The periodic-job runner is not running in this process.",
+        }
+        assert up.status_code == 200
+        assert up.json()["checks"]["worker"] == "ok"
+
+    @pytest.mark.slow
+    def test_unready_without_a_database_while_still_alive(self, tmp_path: Path) -> None:
+        port = free_port()
+        missing = tmp_path / "no-such-directory" / "db.sqlite3"
+        server = Service(
+            "serve",
+            "--port",
+            str(port),
+            "--no-migrate",
+            env={"DATABASE_URL": f"sqlite:///{missing}"},
+        )
+        try:
+            server.wait_for_http(f"http://127.0.0.1:{port}/healthz")
+            alive, _ = get(f"http://127.0.0.1:{port}/healthz")
+            status, body = get(f"http://127.0.0.1:{port}/readyz")
+            api_status, api_body = get(
+                f"http://127.0.0.1:{port}/api/projects", Authorization="Bearer tsk_anything"
+            )
+        finally:
+            server.send(signal.SIGTERM)
+            server.wait(15)
+            server.stop()
+
+        assert alive == 200
+        assert api_status == 503
+        assert b"The database is unavailable right now" in api_body
+        assert status == 503
+        assert b'"failing": "database"' in body
+        assert b"The database is not reachable: unable to open database file" in body
+
+
+@pytest.mark.django_db
+class TestMetrics:
+    def test_prometheus_text_with_the_runner_and_the_running_count(
+        self, alice: Any, project: Any
+    ) -> None:
+        from timesheets.services import timesheet_create, timesheet_start
+
+        timesheet_start(
+            timesheet=timesheet_create(
+                owner=alice, project=project, description="", now=datetime.now().astimezone()
+            ),
+            now=datetime.now().astimezone(),
+        )
+        before = samples(Client().get("/metrics").content.decode())
+        Client().get("/healthz")
+
+        response = Client().get("/metrics")
+
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("text/plain; version=")
+        after = samples(response.content.decode())
+        assert after[("timesheets_running", frozenset())] == 1.0
+        ok = ("http_requests_total", frozenset({("method", "GET"), ("status", "200")}))
+        assert after[ok] - before.get(ok, 0.0) == 2.0, "the /healthz and the first /metrics"
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[tuple[Service, int, Path]]:
+    port = free_port()
+    shared = tmp_path / "metrics"
+    server = Service(
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--no-migrate",
+        env={"WORKER_TICK_SECONDS": "0.05", "PROMETHEUS_MULTIPROC_DIR": str(shared)},
+    )
+    yield server, port, shared
+    server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_uvicorn_workers_report_one_set_of_metrics(
+    two_workers: tuple[Service, int, Path],
+) -> None:
+    server, port, _ = two_workers
+    give_up = time.monotonic() + 30
+    while len({e["process"] for e in server.events("runner_started")}) < 2:
+        assert time.monotonic() < give_up, server.output
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+    def runs_by_process() -> Counter[int]:
+        return Counter(
+            e["process"]
+            for e in server.events("job_run")
+            if e["job"] == "accrue_running_timesheets"
+        )
+
+    before = runs_by_process()
+    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    after = runs_by_process()
+
+    assert status == 200
+    key = (
+        "worker_job_runs_total",
+        frozenset({("job", "accrue_running_timesheets"), ("outcome", "success")}),
+    )
+    scraped = samples(body.decode())[key]
+    assert len(before) == 2, "both workers run the jobs"
+    assert before.total() <= scraped <= after.total(), "every process's runs, summed"
+    assert scraped > max(after.values()), "more than any one process ran"

@@ -1,0 +1,35 @@
+"""The README tells the truth: its settings table, its two commands, and what CI runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from config.env import VARIABLES
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+ROW = re.compile(r"^\| `(?P<name>[A-Z_]+)` \| (?P<default>`[^`]*`|\(empty\)) \| .+ \|$", re.M)
+
+
+def documented() -> dict[str, str]:
+    return {
+        row["name"]: "" if row["default"] == "(empty)" else row["default"].strip("`")
+        for row in ROW.finditer(README)
+    }
+
+
+def test_every_setting_is_in_the_table_with_its_default() -> None:
+    assert documented() == {name: variable.default for name, variable in VARIABLES.items()}
+
+
+def test_the_first_screen_gives_the_two_commands() -> None:
+    first_screen = "\n".join(README.splitlines()[:12])
+    assert "uv run manage.py serve" in first_screen
+    assert "uv run pytest" in first_screen
+
+
+def test_ci_runs_the_readme_test_command_on_both_databases() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^uv run pytest\b", ci, re.M), "on the default, SQLite"
+    assert re.search(r"^DATABASE_URL=postgres://\S+ uv run pytest\b", ci, re.M)
