@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,18 @@ DATABASE_POOL_SIZE = env_int(
 )
 
 
+def _without_password(url: str) -> str:
+    # Error messages end up in logs and terminals; the password must not.
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def _database(url: str) -> dict[str, Any]:
     try:
         config: dict[str, Any] = dict(dj_database_url.parse(url))
     except ValueError as error:
-        raise SettingsError(f"DATABASE_URL={url!r} is not usable: {error}") from None
+        raise SettingsError(
+            f"DATABASE_URL={_without_password(url)!r} is not usable: {error}"
+        ) from None
     engine = config["ENGINE"]
     options: dict[str, Any] = dict(config.get("OPTIONS") or {})
     if engine == "django.db.backends.sqlite3":
@@ -156,7 +164,8 @@ def _database(url: str) -> dict[str, Any]:
         config["CONN_MAX_AGE"] = 0
     else:
         raise SettingsError(
-            f"DATABASE_URL={url!r} names an unsupported database; use sqlite:/// or postgres://."
+            f"DATABASE_URL={_without_password(url)!r} names an unsupported database; "
+            "use sqlite:/// or postgres://."
         )
     config["OPTIONS"] = options
     return config

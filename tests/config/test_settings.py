@@ -157,3 +157,10 @@ class TestDatabaseUrl:
         assert result.returncode != 0
         assert f"SettingsError: DATABASE_URL={url!r}" in result.stderr
         assert message in result.stderr
+
+    def test_the_password_never_appears_in_the_message(self) -> None:
+        result = run("-c", SHOW_DATABASE, DATABASE_URL="mysql://admin:s3cr3t@db/x")
+
+        assert result.returncode != 0
+        assert "s3cr3t" not in result.stderr
+        assert "DATABASE_URL='mysql://admin:***@db/x'" in result.stderr
