@@ -173,6 +173,19 @@ class SegmentInline(SegmentInlineBase):
         return format_duration((segment.ended_at - segment.started_at).total_seconds())
 
 
+# Shown on the change page, and never edited there: only the services write them.
+TIME_FIELDS = (
+    "status",
+    "accumulated",
+    "imputed",
+    "accrued_until",
+    "checkpoint_age",
+    "running_since",
+    "auto_stopped",
+)
+RECORD_FIELDS = ("created_at", "updated_at")
+
+
 class TimesheetAdmin(TimesheetAdminBase):
     list_display = (
         "id",
@@ -219,21 +232,8 @@ class TimesheetAdmin(TimesheetAdminBase):
             return [(None, {"fields": ("owner", "project", "description")})]
         return [
             (None, {"fields": ("owner", "project", "description")}),
-            (
-                "Time",
-                {
-                    "fields": (
-                        "status",
-                        "accumulated",
-                        "imputed",
-                        "accrued_until",
-                        "checkpoint_age",
-                        "running_since",
-                        "auto_stopped",
-                    )
-                },
-            ),
-            ("Record", {"fields": ("created_at", "updated_at")}),
+            ("Time", {"fields": TIME_FIELDS}),
+            ("Record", {"fields": RECORD_FIELDS}),
         ]
 
     def get_inlines(
@@ -249,19 +249,7 @@ class TimesheetAdmin(TimesheetAdminBase):
             return ()
         # Owner and project stay as created: moving a run to another person would bypass the
         # per-person limit, and moving recorded time to another project is not an edit.
-        return (
-            "owner",
-            "project",
-            "status",
-            "accumulated",
-            "imputed",
-            "accrued_until",
-            "checkpoint_age",
-            "running_since",
-            "auto_stopped",
-            "created_at",
-            "updated_at",
-        )
+        return ("owner", "project", *TIME_FIELDS, *RECORD_FIELDS)
 
     def formfield_for_foreignkey(
         self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
