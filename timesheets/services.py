@@ -282,14 +282,17 @@ def _free_slot(*, owner_id: int, now: datetime) -> int | None:
     limit = max_running_per_user()
     if limit == 0:
         return None
+    # Read without locks: the owner's row lock already keeps other starts out. Locking every
+    # running row at once could deadlock with an accrual locking them in another order;
+    # only the rows to stop are locked, one at a time (usually a single one).
     running = list(
-        Timesheet.objects.select_for_update()
-        .filter(owner_id=owner_id, status=RUNNING)
-        .order_by("running_since", "pk")
+        Timesheet.objects.filter(owner_id=owner_id, status=RUNNING).order_by("running_since", "pk")
     )
     excess = max(0, len(running) - limit + 1)
     for other in running[:excess]:
-        _stop_locked(other, now=now, reason=Segment.EndReason.REPLACED)
+        locked = Timesheet.objects.select_for_update().get(pk=other.pk)
+        if locked.status == RUNNING:
+            _stop_locked(locked, now=now, reason=Segment.EndReason.REPLACED)
     taken = {other.slot for other in running[excess:]}
     return min(slot for slot in range(1, limit + 1) if slot not in taken)
 
