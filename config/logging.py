@@ -73,7 +73,8 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "structlog": {"()": make_formatter, "log_format": log_format},
+            # By name, so that the whole dict can be written as JSON for uvicorn --log-config.
+            "structlog": {"()": "config.logging.make_formatter", "log_format": log_format},
         },
         "handlers": {
             "default": {
@@ -95,3 +96,18 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             "uvicorn.access": {**foreign, "level": "WARNING"},
         },
     }
+
+
+if __name__ == "__main__":
+    # `python -m config.logging` prints this configuration as JSON for `uvicorn --log-config`,
+    # so that a uvicorn parent process, which logs before Django is loaded, logs alike.
+    import json
+    import os
+
+    json.dump(
+        logging_config(
+            log_format=os.environ.get("LOG_FORMAT", "console"),
+            level=os.environ.get("LOG_LEVEL", "INFO"),
+        ),
+        sys.stdout,
+    )

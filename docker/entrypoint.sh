@@ -41,9 +41,14 @@ case "$role" in
             python manage.py migrate --noinput
         fi
         prepare_metrics_directory
+        # With several workers, uvicorn's own process logs before Django sets logging up:
+        # give it the same configuration, so that every line has the same format.
+        log_config="$(mktemp --suffix=.json)"  # uvicorn reads .json files as dictConfig
+        python -m config.logging > "$log_config"
         # exec: uvicorn becomes the container's main process and receives its SIGTERM.
         # The request middleware logs each request once, so uvicorn's access log is off.
         exec uvicorn config.asgi:application \
+            --log-config "$log_config" \
             --host 0.0.0.0 \
             --port "${PORT:-8000}" \
             --workers "${WEB_CONCURRENCY:-1}" \

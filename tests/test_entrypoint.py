@@ -58,6 +58,7 @@ class Container(Service):
             env=dict(env),
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # stop() ends the whole group, uvicorn workers included
         )
 
     def plain_lines(self) -> list[str]:
@@ -272,6 +273,31 @@ def test_the_migrate_role_applies_the_migrations_and_exits(
 
     assert migrate.wait(STARTUP_TIMEOUT) == 0, migrate.output
     assert unapplied_migrations(database_url) == []
+
+
+def test_several_web_workers_log_alike_and_share_their_metrics(
+    containers: list[Container], environment: dict[str, str]
+) -> None:
+    environment["WEB_CONCURRENCY"] = "2"
+    port = environment["PORT"]
+    web = Container("web", env=environment)
+    containers.append(web)
+    wait_until_serving(web, port)
+    give_up = time.monotonic() + STARTUP_TIMEOUT
+    while len({event["process"] for event in web.events("runner_started")}) < 2:
+        assert time.monotonic() < give_up, web.output
+        time.sleep(0.05)
+
+    status, body = get(port, "/metrics")
+    web.send(signal.SIGTERM)
+    web.wait(GRACE_PERIOD)
+
+    assert status == 200
+    assert b'worker_job_runs_total{job="accrue_running_timesheets",outcome="success"}' in body
+    # uvicorn's own process (started, stopping, its workers' ends) logs JSON too.
+    assert web.plain_lines() == []
+    supervisor = [e for e in web.events() if e.get("logger", "").startswith("uvicorn")]
+    assert {e["process"] for e in supervisor} >= {web.process.pid}
 
 
 def test_the_worker_role_runs_the_jobs_until_sigterm(
