@@ -1,0 +1,299 @@
+"""The benchmark harness, run end to end at tiny sizes, and the documented results.
+
+The harness is not timed here: the smoke run checks that every suite runs in a database of its
+own, that the results file holds what the documentation's tables are made from, and that the
+plots are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+
+from bench import floor, report, targets
+from bench.seed_pattern import INCREMENT, accrue_row_by_row
+from tests.conftest import at
+from timesheets.models import Project, Timesheet
+from timesheets.services import timesheet_accrue_running, timesheet_create
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SIZES = (50, 100)
+SEED_MAX_ROWS = 60  # below the largest size: the loop's time is extrapolated there
+LAG_ROWS = 100
+LEVELS = (1, 2)
+VARIANTS = ("seed", "sync_to_async", "native", "raw")
+PROSE = "Prose around the tables stays as it is."
+
+
+def _vendor() -> str:
+    engine = settings.DATABASES["default"]["ENGINE"]
+    return "sqlite" if engine == "django.db.backends.sqlite3" else "postgresql"
+
+
+def _server() -> str:
+    """Where the harness makes its own database: the server the suite runs on."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return "sqlite"
+    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+    return (
+        f"postgres://{database.get('USER') or 'postgres'}{password}@"
+        f"{database.get('HOST') or '127.0.0.1'}:{database.get('PORT') or 5432}/postgres"
+    )
+
+
+def _database_exists(server: str, name: str) -> bool:
+    if server == "sqlite":
+        return Path(name).exists()
+    with psycopg.connect(server) as connection:
+        found = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+    return found is not None
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    vendor = _vendor()
+    (out / report.DOCUMENT).write_text(
+        f"{PROSE}\n\n<!-- bench:{vendor}:accrual -->\nold\n<!-- /bench:{vendor}:accrual -->\n"
+        f"\n<!-- bench:{vendor}:targets -->\nold\n<!-- /bench:{vendor}:targets -->\n"
+    )
+    server = _server()
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--database",
+            server,
+            "--out",
+            str(out),
+            "--sizes",
+            ",".join(map(str, SIZES)),
+            "--repeat",
+            "1",
+            "--seed-max-rows",
+            str(SEED_MAX_ROWS),
+            "--lag-rows",
+            str(LAG_ROWS),
+            "--http-seconds",
+            "0.5",
+            "--http-warmup",
+            "0",
+            "--http-connections",
+            ",".join(map(str, LEVELS)),
+            "--http-accrual-rows",
+            "100",
+            "--http-accrual-tick",
+            "0.2",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    name = re.search(r"database (\S+)", completed.stderr)
+    assert name is not None, completed.stderr
+    assert not _database_exists(server, name.group(1)), "the harness drops its database"
+    results: dict[str, Any] = json.loads((out / report.results_name(vendor)).read_text())
+    return results, out, completed.stderr
+
+
+@pytest.mark.slow
+def test_the_machine_and_the_command_are_recorded(smoke: tuple[dict[str, Any], Path, str]) -> None:
+    results, _, _ = smoke
+    machine = results["machine"]
+    assert machine["cpus"] == os.cpu_count()
+    assert machine["memory_gib"] > 0
+    assert machine["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert results["vendor"] == _vendor()
+    assert machine["database"].startswith(
+        {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[_vendor()]
+    )
+    assert machine["packages"]["django"].startswith("6.")
+    assert results["command"].startswith("uv run python -m bench --database ")
+
+
+@pytest.mark.slow
+def test_every_variant_moves_every_row_at_every_size(
+    smoke: tuple[dict[str, Any], Path, str],
+) -> None:
+    results, _, _ = smoke
+    found = {(row["n"], row["variant"]): row for row in results["accrual"]["results"]}
+    assert set(found) == {(n, variant) for n in SIZES for variant in VARIANTS}
+    for (n, variant), row in found.items():
+        assert row["seconds"] > 0
+        assert row["rows_per_second"] == pytest.approx(n / row["seconds"], rel=0.01)
+        assert row["memory_mib"] >= 0
+        if variant == "seed" and n > SEED_MAX_ROWS:
+            assert row["extrapolated"]
+            assert row["rows"] == row["measured_rows"] == SEED_MAX_ROWS
+            assert row["seconds"] > row["measured_seconds"]
+        else:
+            assert not row["extrapolated"]
+            assert row["rows"] == n, (n, variant)
+
+
+@pytest.mark.slow
+def test_the_ratios_come_from_the_timings(smoke: tuple[dict[str, Any], Path, str]) -> None:
+    results, _, _ = smoke
+    seconds = {(row["n"], row["variant"]): row["seconds"] for row in results["accrual"]["results"]}
+    ratios = {row["n"]: row for row in results["accrual"]["ratios"]}
+    assert set(ratios) == set(SIZES)
+    for n, row in ratios.items():
+        expected = seconds[n, "seed"] / seconds[n, "sync_to_async"]
+        assert row["a_over_b"] == pytest.approx(expected, abs=0.01)
+        expected = seconds[n, "sync_to_async"] / seconds[n, "raw"]
+        assert row["b_over_d"] == pytest.approx(expected, abs=0.001)
+        expected = seconds[n, "native"] / seconds[n, "raw"]
+        assert row["c_over_d"] == pytest.approx(expected, abs=0.001)
+        assert row["a_extrapolated"] == (n > SEED_MAX_ROWS)
+
+
+@pytest.mark.slow
+def test_the_lag_is_probed_during_each_mode(smoke: tuple[dict[str, Any], Path, str]) -> None:
+    results, _, _ = smoke
+    modes = {row["mode"]: row for row in results["lag"]["modes"]}
+    assert set(modes) == {"sync_to_async", "native", "seed"}
+    assert modes["sync_to_async"]["rows"] == modes["native"]["rows"] == LAG_ROWS
+    assert modes["seed"]["rows"] == SEED_MAX_ROWS
+    for row in modes.values():
+        assert row["samples"] >= 1, "the probe in progress when the accrual ends counts"
+        assert row["lag_max_ms"] >= row["lag_p99_ms"] >= row["lag_p50_ms"] >= 0
+        assert row["idle_p99_ms"] is not None
+        assert len(row["timeline"]) > row["samples"], "idle probes before, and after"
+
+
+@pytest.mark.slow
+def test_every_stack_answers_under_load_in_both_scenarios(
+    smoke: tuple[dict[str, Any], Path, str],
+) -> None:
+    results, _, _ = smoke
+    found = {
+        (row["stack"], row["scenario"], row["connections"]): row
+        for row in results["http"]["results"]
+    }
+    assert set(found) == {
+        (stack, scenario, level)
+        for stack in ("asgi", "wsgi")
+        for scenario in ("idle", "accrual")
+        for level in LEVELS
+    }
+    for key, row in found.items():
+        assert row["errors"] == 0, (key, row["errors_by_kind"])
+        assert row["requests"] > 0
+        assert row["rps"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert set(row["by_operation"]) == {"start", "get", "stop"}
+        assert row["server_cpu_seconds"] > 0
+    for stack in ("asgi", "wsgi"):
+        accruing = [found[stack, "accrual", level] for level in LEVELS]
+        assert sum(row["accrual_runs"] for row in accruing) >= 1, stack
+        assert sum(row["accrual_rows"] for row in accruing) >= 100, "the extra running rows"
+    assert all(found["wsgi", "idle", level]["accrual_runs"] == 0 for level in LEVELS)
+
+
+@pytest.mark.slow
+def test_targets_are_judged_only_where_measured(smoke: tuple[dict[str, Any], Path, str]) -> None:
+    results, _, _ = smoke
+    verdicts = {target["name"]: target["met"] for target in results["targets"]}
+    assert verdicts["speedup over row-by-row"] is None, "no run at 10,000 rows"
+    assert verdicts["near the floor, sync_to_async"] is None
+    assert verdicts["memory flat in N"] in (True, False)
+    assert verdicts["event-loop lag, native"] in (True, False)
+
+
+@pytest.mark.slow
+def test_plots_are_png_files(smoke: tuple[dict[str, Any], Path, str]) -> None:
+    results, out, _ = smoke
+    assert results["plots"] == [report.plot_name(_vendor(), plot) for plot in report.PLOTS]
+    for name in results["plots"]:
+        assert (out / name).read_bytes().startswith(PNG_SIGNATURE), name
+
+
+@pytest.mark.slow
+def test_the_tables_of_the_document_are_rewritten(
+    smoke: tuple[dict[str, Any], Path, str],
+) -> None:
+    results, out, _ = smoke
+    text = (out / report.DOCUMENT).read_text()
+    assert text.startswith(PROSE)
+    assert "old" not in text
+    assert report.accrual_block(results) in text
+    assert report.targets_block(results) in text
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
+def test_the_documented_tables_are_those_of_the_results_file(vendor: str) -> None:
+    results = json.loads((DOCS / report.results_name(vendor)).read_text())
+    document = (DOCS / report.DOCUMENT).read_text()
+    for name, body in report.blocks(results).items():
+        assert f"<!-- bench:{name} -->\n{body}\n<!-- /bench:{name} -->" in document, name
+    for plot in results["plots"]:
+        assert (DOCS / plot).read_bytes().startswith(PNG_SIGNATURE)
+        assert f"({plot})" in document, f"{plot} is shown"
+    assert results["targets"] == targets.evaluate(results)
+
+
+def _state() -> list[tuple[Any, ...]]:
+    return list(
+        Timesheet.objects.order_by("pk").values_list("pk", "imputed", "accrued_until", "status")
+    )
+
+
+@pytest.mark.django_db
+def test_the_floor_moves_time_exactly_as_the_job_does(
+    settings: Any, alice: User, bob: User, project: Project
+) -> None:
+    settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+    timesheet_create(owner=alice, project=project, description="", now=at(0), start=True)
+    timesheet_create(owner=bob, project=project, description="", now=at(3000.25), start=True)
+    timesheet_accrue_running(now=at(600.5))
+    now, limit = at(4200.125), timedelta(hours=1)  # alice's run reaches the limit, bob's not
+    raw = connection.connection
+    with transaction.atomic():
+        if connection.vendor == "sqlite":
+            moved = floor.execute_sqlite(raw, now=now, limit=limit)
+        else:
+            moved = floor.accrue_postgresql(raw, now=now, limit=limit)
+        by_floor = _state()
+        transaction.set_rollback(True)
+    assert moved == timesheet_accrue_running(now=now) == 2
+    assert by_floor == _state()
+    assert [imputed for _, imputed, _, _ in by_floor] == [
+        timedelta(hours=1),
+        timedelta(seconds=1199.875),
+    ]
+
+
+@pytest.mark.django_db
+def test_the_row_by_row_loop_adds_its_increment_to_each_row_it_saves(
+    alice: User, bob: User, project: Project
+) -> None:
+    for owner in (alice, bob):
+        timesheet_create(owner=owner, project=project, description="", now=at(0), start=True)
+    cut_short = accrue_row_by_row(save_limit=1)
+    assert (cut_short.saved, cut_short.running) == (1, 2)
+    full = accrue_row_by_row()
+    assert (full.saved, full.running) == (2, 2)
+    imputed = sorted(imputed for _, imputed, _, _ in _state())
+    assert imputed == [INCREMENT, 2 * INCREMENT]
