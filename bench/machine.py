@@ -65,7 +65,7 @@ def _git(*arguments: str) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return completed.stdout.strip()
+    return completed.stdout.rstrip()  # porcelain lines start with a space: keep it
 
 
 def code() -> dict[str, Any]:
