@@ -15,7 +15,6 @@ started it (its request id, its thread-sensitive executor) leaks into the runner
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextvars
 import threading
 from collections.abc import Callable
@@ -195,5 +194,8 @@ def _host_in_thread(runner: Runner) -> _Hosted:
     return _Hosted(runner=runner, mode="own_thread", loop=loops[0], thread=thread)
 
 
-# A runner in a daemon thread would die mid-run at exit; stop it like a server would.
-atexit.register(stop, 15.0)
+# A runner in a daemon thread would die mid-run at exit; stop it like a server would. It must
+# stop before the interpreter refuses new work to thread pools, which the final accrual needs:
+# threading's exit hooks (where concurrent.futures shuts its pools) run before atexit's, in the
+# reverse order of registration, so this one, registered later, runs first.
+threading._register_atexit(stop, 15.0)  # type: ignore[attr-defined]

@@ -178,3 +178,64 @@ def test_starting_a_timer_over_http_makes_sure_the_runner_runs(
     )
     assert again.status_code == 201
     assert (process.current() is not None) is autostart
+
+
+EXIT_WITH_A_RUNNER = """
+import time
+import django
+django.setup()
+from django.utils import timezone
+from worker import process
+
+process.ensure_running()
+time.sleep(0.5)
+print("exiting at", timezone.now().isoformat(), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_script_that_exits_stops_its_runner_with_a_final_accrual(staff: User) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from datetime import datetime as Datetime
+
+    from django.utils import timezone
+
+    from tests.processes import ROOT, test_database_url
+    from timesheets.models import Project, Timesheet
+    from timesheets.services import timesheet_create, timesheet_start
+
+    project = Project.objects.create(code="ops", designation="Operations")
+    now = timezone.now()
+    timesheet = timesheet_start(
+        timesheet=timesheet_create(owner=staff, project=project, description="", now=now), now=now
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_WITH_A_RUNNER],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": test_database_url(),
+            "LOG_FORMAT": "json",
+            "WORKER_TICK_SECONDS": "0.2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    (exiting,) = [line for line in result.stdout.splitlines() if line.startswith("exiting at")]
+    exited_at = Datetime.fromisoformat(exiting.removeprefix("exiting at "))
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (stopped,) = [event for event in events if event["event"] == "runner_stopped"]
+    assert stopped["final_runs"] == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    watermark = Timesheet.objects.get(pk=timesheet.pk).accrued_until
+    assert watermark is not None
+    assert watermark >= exited_at, "the final accrual ran as the script exited"
