@@ -66,3 +66,26 @@ def test_a_segment_ends_after_it_starts_and_says_why(alice: Any, project: Projec
         Segment.objects.filter(timesheet=timesheet).update(ended_at=at(0), end_reason="user")
     with pytest.raises(IntegrityError), transaction.atomic():
         Segment.objects.filter(timesheet=timesheet).update(ended_at=at(5))
+
+
+@pytest.mark.postgresql
+def test_the_accrual_updates_running_rows_in_place(make_user: Any, project: Project) -> None:
+    """HOT updates: no new index entries for rows that change at every tick."""
+    from django.db import connection
+
+    from timesheets.services import timesheet_accrue_running
+
+    for n in range(20):
+        running(make_user(f"u{n}"), project)
+
+    def hot_updates() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_stat_get_xact_tuples_hot_updated('timesheets_timesheet'::regclass)"
+            )
+            (count,) = cursor.fetchone()
+        return int(count)
+
+    before = hot_updates()
+    assert timesheet_accrue_running(now=at(60)) == 20
+    assert hot_updates() - before == 20
