@@ -20,7 +20,9 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.renderers import JSONRenderer
 from ninja.responses import NinjaJSONEncoder
+from psycopg_pool import PoolTimeout
 
+from config.database import unreachable_reason
 from timesheets.api import router as timesheets_router
 from timesheets.auth import BearerToken, Session
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
@@ -139,10 +141,22 @@ def database_unavailable(
     request: HttpRequest, exc: OperationalError | InterfaceError
 ) -> HttpResponse:
     # Nothing was written: the request can be repeated as it is once the database is back.
-    logger.warning("database_unavailable", path=request.path, error=str(exc).strip())
-    response = _error(
-        request, 503, "The database is unavailable right now; try again in a few seconds."
+    reason = unreachable_reason()
+    busy = reason is None and isinstance(exc.__cause__, PoolTimeout)
+    logger.warning(
+        "database_busy" if busy else "database_unavailable",
+        path=request.path,
+        error=str(exc).strip(),
+        reason=reason,
     )
+    detail = (
+        # Every connection stayed in use for the whole wait: more requests than this process
+        # can serve are in flight.
+        "The service is busy right now; try again in a few seconds."
+        if busy
+        else "The database is unavailable right now; try again in a few seconds."
+    )
+    response = _error(request, 503, detail)
     response["Retry-After"] = "5"
     return response
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -10,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from config.database import unreachable_reason
 from timesheets.metrics import RunningTimesheets
 from worker import metrics as worker_metrics
 from worker import process
@@ -41,7 +44,10 @@ def _database_problem() -> Problem | None:
                 return "migrations", f"{len(pending)} migrations are not applied: run migrate."
             _migrated = True
     except DatabaseError as error:
-        return "database", f"The database is not reachable: {str(error).strip()}"
+        # While connecting fails, the error is only the pool's "couldn't get a connection";
+        # the failed attempt says why.
+        reason = unreachable_reason() or str(error).strip()
+        return "database", f"The database is not reachable: {reason}"
     return None
 
 
@@ -83,5 +89,9 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 @require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics; in multiprocess mode, those of every process of this service."""
-    body = generate_latest(worker_metrics.registry()) + generate_latest(_database_metrics)
+    body = generate_latest(worker_metrics.registry())
+    # While the database is down the process's own metrics (the runner's failures among them)
+    # matter most: they are served without the counts read from the database.
+    with contextlib.suppress(DatabaseError):
+        body += generate_latest(_database_metrics)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -94,6 +94,9 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             "uvicorn.error": {**foreign, "level": level},
             # The request middleware logs each request once, with its request id.
             "uvicorn.access": {**foreign, "level": "WARNING"},
+            # The pool warns at every failed attempt to connect, several a second during an
+            # outage; whoever needed the connection reports the failure once, with the reason.
+            "psycopg.pool": {**foreign, "level": "ERROR"},
         },
     }
 

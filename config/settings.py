@@ -149,14 +149,26 @@ def _database(url: str) -> dict[str, Any]:
         # Tests use a file too, so that other threads and processes can share it.
         config["TEST"] = {"NAME": str(name.with_name(f"test_{name.name}"))}
     elif engine == "django.db.backends.postgresql":
-        from config.database import check_connection
+        from config.database import (
+            CONNECT_TIMEOUT,
+            POOL_TIMEOUT,
+            WatchedConnection,
+            check_connection,
+        )
 
+        # An unreachable host fails an attempt after this long instead of the system's
+        # TCP timeout (minutes).
+        options.setdefault("connect_timeout", CONNECT_TIMEOUT)
         options.setdefault(
             "pool",
             {
                 "min_size": 1,
                 "max_size": DATABASE_POOL_SIZE,
-                "timeout": 10,  # seconds to wait for a free connection
+                "timeout": POOL_TIMEOUT,  # shortened while the database is unreachable
+                # A failed attempt to connect is retried by the next caller, at once, rather
+                # than in the background with an exponential backoff.
+                "reconnect_timeout": 0,
+                "connection_class": WatchedConnection,
                 # A connection killed by a server restart is replaced, not handed out.
                 "check": check_connection,
             },

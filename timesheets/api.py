@@ -44,7 +44,11 @@ router = Router()
 PAGE_SIZE = 50  # timesheets per page unless the caller asks otherwise
 MAX_PAGE_SIZE = 200
 
-ERRORS = {401: ErrorOut, 422: ErrorOut}
+# Any operation may answer these: no valid credentials (401), a body over the size limit
+# (413), invalid input (422), the database unavailable (503, with Retry-After).
+ERRORS = {401: ErrorOut, 413: ErrorOut, 422: ErrorOut, 503: ErrorOut}
+# Unsafe methods also answer 403 to a session cookie sent without its CSRF token.
+WRITE_ERRORS = {403: ErrorOut, **ERRORS}
 
 
 def _caller(request: HttpRequest) -> User:
@@ -120,7 +124,7 @@ async def list_timesheets(
 
 @router.post(
     "/timesheets",
-    response={201: TimesheetOut, 409: ErrorOut, **ERRORS},
+    response={201: TimesheetOut, 409: ErrorOut, **WRITE_ERRORS},
     tags=["timesheets"],
     summary="Create a timesheet, optionally starting it",
 )
@@ -166,7 +170,7 @@ async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut
 
 @router.post(
     "/timesheets/{int:timesheet_id}/start",
-    response={200: TimesheetOut, 404: ErrorOut, 409: ErrorOut, **ERRORS},
+    response={200: TimesheetOut, 404: ErrorOut, 409: ErrorOut, **WRITE_ERRORS},
     tags=["timesheets"],
     summary="Start the timer (no change if it runs)",
 )
@@ -179,7 +183,7 @@ async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetO
 
 @router.post(
     "/timesheets/{int:timesheet_id}/stop",
-    response={200: TimesheetOut, 404: ErrorOut, **ERRORS},
+    response={200: TimesheetOut, 404: ErrorOut, **WRITE_ERRORS},
     tags=["timesheets"],
     summary="Stop the timer (no change if it is stopped)",
 )
@@ -206,7 +210,7 @@ async def list_projects(
 
 @router.post(
     "/projects",
-    response={201: ProjectOut, 403: ErrorOut, 409: ErrorOut, **ERRORS},
+    response={201: ProjectOut, 409: ErrorOut, **WRITE_ERRORS},
     tags=["projects"],
     summary="Create a project (staff only)",
 )

@@ -6,7 +6,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from timesheets.models import Project, Timesheet
 from timesheets.selectors import timesheet_accumulated
@@ -26,20 +34,66 @@ def _storable(value: str) -> str:
     return value
 
 
+# Unicode White_Space: what pydantic's strip_whitespace removes, as a regular-expression class.
+_WHITESPACE = r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"^[^\u0000]*$"
+
+
+def _stripped_text(*, max_length: int, required: bool) -> WithJsonSchema:
+    """How the document states text that is stripped before it is measured.
+
+    A JSON Schema length counts the text as sent, whitespace included, so the limits go into a
+    pattern instead: any whitespace, around at most ``max_length`` characters that begin and
+    end with something else (at least one, if ``required``); no NUL anywhere.
+    """
+    text = rf"[^\u0000{_WHITESPACE}](?:[^\u0000]{{0,{max_length - 2}}}[^\u0000{_WHITESPACE}])?"
+    if not required:
+        text = f"(?:{text})?"
+    pattern = rf"^[{_WHITESPACE}]*{text}[{_WHITESPACE}]*$"
+    length = f"1 to {max_length}" if required else f"at most {max_length}"
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": pattern,
+            "description": f"Stripped of surrounding whitespace, then {length} characters; no NUL.",
+        }
+    )
+
+
 Description = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_storable)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=500),
+    AfterValidator(_storable),
+    _stripped_text(max_length=500, required=False),
 ]
 Designation = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_storable),
+    _stripped_text(max_length=200, required=True),
 ]
 # A name to look up, not to store: what the database could not compare is refused up front.
-Username = Annotated[str, StringConstraints(max_length=150), AfterValidator(_storable)]
+Username = Annotated[
+    str,
+    StringConstraints(max_length=150),
+    AfterValidator(_storable),
+    Field(json_schema_extra={"pattern": NO_NUL}),
+]
 ProjectCode = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _json_integer(value: object) -> object:
+    # JSON's integers include 1.0, as the document's "integer" does, but not true or "1",
+    # which pydantic would otherwise read as 1. (In a query or a path every value is text.)
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+BodyId = Annotated[Id, BeforeValidator(_json_integer)]
 
 
 class ErrorOut(Schema):
@@ -47,9 +101,13 @@ class ErrorOut(Schema):
 
 
 class ProjectIn(Schema):
+    # A field the API does not know is refused, not ignored: a misspelt or read-only field
+    # would otherwise be dropped without the client ever knowing.
+    model_config = ConfigDict(extra="forbid")
+
     code: ProjectCode
     designation: Designation
-    is_active: bool = True
+    is_active: StrictBool = True
 
 
 class ProjectOut(Schema):
@@ -69,9 +127,11 @@ class ProjectOut(Schema):
 
 
 class TimesheetIn(Schema):
-    project: Id = Field(description="The project's id.")
+    model_config = ConfigDict(extra="forbid")  # as ProjectIn
+
+    project: BodyId = Field(description="The project's id.")
     description: Description = ""
-    start: bool = Field(default=False, description="Start the timer at once.")
+    start: StrictBool = Field(default=False, description="Start the timer at once.")
 
 
 class TimesheetOut(Schema):

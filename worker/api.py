@@ -51,20 +51,25 @@ class Detail(Schema):
     detail: str
 
 
+# Authentication reads the database, hence 503; any API request with a body over the limit
+# is refused with 413.
+ERRORS = {401: Detail, 403: Detail, 413: Detail, 503: Detail}
+
+
 def _require_staff(request: HttpRequest) -> None:
     user: User = request.auth  # type: ignore[attr-defined]
     if not user.is_staff:
         raise HttpError(403, "Only staff can see or start the worker.")
 
 
-@router.get("/worker", response={200: WorkerStatusOut, 401: Detail, 403: Detail})
+@router.get("/worker", response={200: WorkerStatusOut, **ERRORS})
 async def worker_status(request: HttpRequest) -> dict[str, Any]:
     """This process's runner: running or not, and for each job its runs and failures."""
     _require_staff(request)
     return process.status()
 
 
-@router.post("/worker/start", response={200: WorkerStatusOut, 401: Detail, 403: Detail})
+@router.post("/worker/start", response={200: WorkerStatusOut, **ERRORS})
 async def worker_start(request: HttpRequest) -> dict[str, Any]:
     """Make sure this process's runner runs; starting it twice changes nothing."""
     _require_staff(request)

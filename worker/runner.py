@@ -239,10 +239,18 @@ class Runner:
             finished = self._clock()
             not_before = finished
             if not succeeded:
-                not_before += schedule.backoff(
-                    interval=job.interval,
-                    failures=state.consecutive_failures,
-                    cap=self._backoff_cap,
+                # Counted from when the failed run was due: one that failed slowly (waiting
+                # for a database that is down) has spent that time already, so a job whose
+                # backoff is one interval is still tried every interval, and notices that the
+                # database is back within one.
+                not_before = max(
+                    finished,
+                    due_at
+                    + schedule.backoff(
+                        interval=job.interval,
+                        failures=state.consecutive_failures,
+                        cap=self._backoff_cap,
+                    ),
                 )
             following = schedule.next_index(
                 first=first, interval=job.interval, previous=index, not_before=not_before
