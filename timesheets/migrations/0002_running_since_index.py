@@ -19,20 +19,23 @@ def fill_pages(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('timesheets', '0001_initial'),
+        ("timesheets", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='timesheet',
-            name='timesheet_running_idx',
+            model_name="timesheet",
+            name="timesheet_running_idx",
         ),
         migrations.AddIndex(
-            model_name='timesheet',
-            index=models.Index(condition=models.Q(('status', 'running')), fields=['running_since'], name='timesheet_running_since_idx'),
+            model_name="timesheet",
+            index=models.Index(
+                condition=models.Q(("status", "running")),
+                fields=["running_since"],
+                name="timesheet_running_since_idx",
+            ),
         ),
         migrations.RunPython(leave_room_for_updates, fill_pages),
     ]
