@@ -63,3 +63,28 @@ def test_each_run_logs_its_numbers(services: list[Service], settings: Any) -> No
     assert {"rows", "duration_ms", "lag_ms", "timestamp", "level"} <= set(run)
     assert "request_id" not in run
     assert Timesheet.objects.count() == 0
+
+
+def test_metrics_are_served_on_the_metrics_port(services: list[Service]) -> None:
+    import urllib.request
+
+    from tests.processes import free_port
+
+    port = free_port()
+    worker = Service("runworker", "--metrics-port", str(port), env={"WORKER_TICK_SECONDS": "0.1"})
+    services.append(worker)
+    worker.wait_for("job_run", where=lambda event: event["run"] == 3)
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        body = response.read().decode()
+    worker.send(signal.SIGTERM)
+    assert worker.wait(15) == 0
+
+    runs = [
+        line
+        for line in body.splitlines()
+        if line.startswith('worker_job_runs_total{job="accrue_running_timesheets"')
+    ]
+    assert runs, body
+    assert float(runs[0].rsplit(" ", 1)[1]) >= 3
+    assert worker.events("metrics_served")[0]["port"] == port
