@@ -8,7 +8,7 @@ it is stopped the watermark is null and the live time is ``imputed``. Only
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -70,6 +70,10 @@ class Timesheet(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # When the time fields above were read or written, on the time model's clock; set by the
+    # selectors and the services, and the instant live time is computed at. Not stored.
+    read_at: datetime | None = None
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
@@ -100,13 +104,18 @@ class Timesheet(models.Model):
             ),
         ]
         indexes = [
-            # Finds the running timesheets for both jobs. It indexes running_since, which the
-            # accrual never changes: an index on the watermark would make PostgreSQL write a new
-            # index entry for every row at every accrual, instead of updating rows in place.
+            # Finds the runs that reached the maximum length. Neither this index nor the next
+            # covers a column the accrual changes: an index on the watermark would make
+            # PostgreSQL write a new index entry for every row at every accrual, instead of
+            # updating rows in place.
             models.Index(
                 fields=["running_since"],
                 condition=Q(status="running"),
                 name="timesheet_running_since_idx",
+            ),
+            # The accrual walks the running timesheets in id order, a batch at a time.
+            models.Index(
+                fields=["id"], condition=Q(status="running"), name="timesheet_running_id_idx"
             ),
             models.Index(fields=["owner", "-created_at"], name="timesheet_owner_created_idx"),
         ]
@@ -124,12 +133,27 @@ class Segment(models.Model):
         AUTO = "auto", "stopped at the maximum run length"
 
     timesheet = models.ForeignKey(Timesheet, on_delete=models.CASCADE, related_name="segments")
+    # The timesheet's owner, repeated here so that the database can keep one person's runs from
+    # overlapping (an owner never changes once a timesheet exists).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="segments",
+        db_index=False,  # the (owner, ended_at) index serves
+    )
+    # Recorded while the per-person limit was 1: such runs of one person never overlap, across
+    # all their timesheets. (Under a higher limit, or none, a person's runs may overlap.)
+    exclusive = models.BooleanField(default=False)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True)
     end_reason = models.CharField(max_length=8, choices=EndReason.choices, blank=True)
 
     class Meta:
         ordering = ["started_at", "id"]
+        indexes = [
+            # The latest end of a person's runs: no new run of theirs may start before it.
+            models.Index(fields=["owner", "ended_at"], name="segment_owner_ended_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["timesheet"],
