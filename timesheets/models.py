@@ -76,6 +76,7 @@ class Timesheet(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("run_worker", "Can start the periodic-job runner")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(imputed__gte=timedelta(0)), name="timesheet_imputed_not_negative"
@@ -131,6 +132,7 @@ class Segment(models.Model):
         USER = "user", "stopped by its owner"
         REPLACED = "replaced", "replaced by another timesheet"
         AUTO = "auto", "stopped at the maximum run length"
+        MANUAL = "manual", "entered by hand"
 
     timesheet = models.ForeignKey(Timesheet, on_delete=models.CASCADE, related_name="segments")
     # The timesheet's owner, repeated here so that the database can keep one person's runs from
@@ -169,6 +171,55 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"
+
+
+class Correction(models.Model):
+    """One change made by hand to recorded time: who, when, and the state before and after."""
+
+    class Action(models.TextChoices):
+        SEGMENT_ADDED = "segment_added", "run added"
+        SEGMENT_CHANGED = "segment_changed", "run changed"
+        SEGMENT_DELETED = "segment_deleted", "run deleted"
+        TIMESHEET_DELETED = "timesheet_deleted", "entry deleted"
+        REVIEWED = "reviewed", "reviewed after an automatic stop"
+
+    # Kept when the entry is deleted: the record says what it was (``before``).
+    timesheet = models.ForeignKey(
+        Timesheet, null=True, on_delete=models.SET_NULL, related_name="corrections"
+    )
+    segment_id = models.PositiveBigIntegerField(null=True)  # the run may be gone
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="corrections"
+    )
+    recorded_at = models.DateTimeField()
+    action = models.CharField(max_length=20, choices=Action.choices)
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        indexes = [
+            models.Index(fields=["timesheet", "-recorded_at"], name="correction_timesheet_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.actor_id} at {self.recorded_at}"
+
+
+class Profile(models.Model):
+    """What a person chooses for themselves."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="An IANA time zone name, such as Europe/Paris; empty: the service's.",
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.time_zone or 'default time zone'}"
 
 
 class ApiToken(models.Model):

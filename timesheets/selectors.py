@@ -7,12 +7,15 @@ this process's.
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from timesheets import clock
-from timesheets.models import Project, Timesheet
+from timesheets.models import Correction, Profile, Project, Timesheet
 from timesheets.policy import max_run_length, run_end
 
 
@@ -78,3 +81,23 @@ def timesheet_running_for(*, owner_id: int) -> QuerySet[Timesheet]:
 def project_list(*, include_inactive: bool) -> QuerySet[Project]:
     projects = Project.objects.order_by("code")
     return projects if include_inactive else projects.filter(is_active=True)
+
+
+def correction_list(*, timesheet_id: int) -> QuerySet[Correction]:
+    """An entry's history of corrections, the latest first."""
+    return Correction.objects.select_related("actor").filter(timesheet_id=timesheet_id)
+
+
+def user_time_zone(user: AbstractBaseUser | AnonymousUser) -> zoneinfo.ZoneInfo:
+    """The person's time zone: their own choice, else the service's ``TIME_ZONE``."""
+    name = ""
+    if user.is_authenticated:
+        name = (
+            Profile.objects.filter(user_id=user.pk).values_list("time_zone", flat=True).first()
+            or ""
+        )
+    try:
+        return zoneinfo.ZoneInfo(name or settings.TIME_ZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # A name that stopped existing (tzdata changes): the service's own.
+        return zoneinfo.ZoneInfo(settings.TIME_ZONE)

@@ -14,20 +14,30 @@ import hashlib
 import secrets
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import structlog
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, DurationField, F, OuterRef, Q, QuerySet, Subquery, Sum, When
+from django.db.models.functions import Coalesce
 
 from timesheets import clock
 from timesheets.backends import Batch, RunState, backend
-from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
-from timesheets.expressions import Elapsed, Latest, Plus, Shift, duration
-from timesheets.models import ApiToken, Project, Segment, Timesheet
+from timesheets.exceptions import (
+    CorrectionRefused,
+    ProjectCodeTaken,
+    ProjectInactive,
+    SegmentOverlap,
+)
+from timesheets.expressions import Elapsed, Latest, Plus, Shift, duration, instant
+from timesheets.models import ApiToken, Correction, Project, Segment, Timesheet
 from timesheets.policy import max_run_length, max_running_per_user, runs_are_exclusive
+
+logger = structlog.get_logger("timesheets")
 
 RUNNING = Timesheet.Status.RUNNING
 STOPPED = Timesheet.Status.STOPPED
@@ -249,6 +259,168 @@ def timesheet_stop_forgotten(*, now: datetime | None = None) -> int:
             return stopped
 
 
+# --- Corrections ----------------------------------------------------------------------------
+#
+# Runs added, changed or deleted by hand. Each service locks the person, then the timesheet (as
+# a start does, so that no run of theirs can appear meanwhile), checks the change against the
+# time model (no run ends before it starts or after now, none overlaps another run of the
+# timesheet, nor under a per-person limit of 1 another run of the person), writes it, sets
+# imputed to the sum of the runs, and records who changed what, all in one transaction.
+
+
+def segment_add(
+    *,
+    timesheet_id: int,
+    started_at: datetime,
+    ended_at: datetime,
+    actor: User,
+    owner_id: int | None = None,
+    now: datetime | None = None,
+) -> Segment:
+    """Add a finished run to a timesheet; return it."""
+    with transaction.atomic():
+        timesheet = _lock_for_correction(timesheet_id=timesheet_id, owner_id=owner_id)
+        at = clock.read(now)
+        _check_run(timesheet, started_at=started_at, ended_at=ended_at, now=at)
+        segment = Segment.objects.create(
+            timesheet_id=timesheet.pk,
+            owner_id=timesheet.owner_id,
+            exclusive=runs_are_exclusive(),
+            started_at=started_at,
+            ended_at=ended_at,
+            end_reason=Segment.EndReason.MANUAL,
+        )
+        _impute_runs(timesheet.pk, now=now)
+        _record(
+            Correction.Action.SEGMENT_ADDED,
+            timesheet_id=timesheet.pk,
+            segment=segment,
+            actor=actor,
+            at=at,
+            after=_segment_record(segment),
+        )
+    return segment
+
+
+def segment_change(
+    *,
+    segment_id: int,
+    actor: User,
+    started_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    owner_id: int | None = None,
+    now: datetime | None = None,
+) -> Segment:
+    """Move a run's start or end; return the run.
+
+    The start of a running timesheet's open run may move: the run then counts from there (its
+    watermark never before it). Its end cannot be set while it runs: stop it instead.
+    """
+    with transaction.atomic():
+        segment, timesheet = _lock_segment(segment_id=segment_id, owner_id=owner_id)
+        at = clock.read(now)
+        before = _segment_record(segment)
+        if segment.ended_at is None and ended_at is not None:
+            raise CorrectionRefused(
+                "This run is still running: stop the timer to end it, then change its end."
+            )
+        new_start = segment.started_at if started_at is None else started_at
+        new_end = segment.ended_at if ended_at is None else ended_at
+        _check_run(timesheet, started_at=new_start, ended_at=new_end, now=at, other_than=segment)
+        Segment.objects.filter(pk=segment.pk).update(started_at=new_start, ended_at=new_end)
+        if new_end is None:
+            # The open run of a running timesheet: its run starts there now.
+            Timesheet.objects.filter(pk=timesheet.pk).update(
+                running_since=new_start,
+                accrued_until=Latest(F("accrued_until"), instant(new_start)),
+            )
+        _impute_runs(timesheet.pk, now=now)
+        segment.refresh_from_db()
+        _record(
+            Correction.Action.SEGMENT_CHANGED,
+            timesheet_id=timesheet.pk,
+            segment=segment,
+            actor=actor,
+            at=at,
+            before=before,
+            after=_segment_record(segment),
+        )
+    return segment
+
+
+def segment_delete(
+    *, segment_id: int, actor: User, owner_id: int | None = None, now: datetime | None = None
+) -> None:
+    """Delete a finished run."""
+    with transaction.atomic():
+        segment, timesheet = _lock_segment(segment_id=segment_id, owner_id=owner_id)
+        if segment.ended_at is None:
+            raise CorrectionRefused(
+                "This run is still running: stop the timer first, then delete the run."
+            )
+        at = clock.read(now)
+        before = _segment_record(segment)
+        segment.delete()
+        _impute_runs(timesheet.pk, now=now)
+        _record(
+            Correction.Action.SEGMENT_DELETED,
+            timesheet_id=timesheet.pk,
+            segment_id=segment_id,
+            actor=actor,
+            at=at,
+            before=before,
+        )
+
+
+def timesheet_delete(
+    *, timesheet_id: int, actor: User, owner_id: int | None = None, now: datetime | None = None
+) -> None:
+    """Delete an entry and its runs; a running one is stopped first. The record stays."""
+    with transaction.atomic():
+        timesheet = _lock_for_correction(timesheet_id=timesheet_id, owner_id=owner_id)
+        if timesheet.status == RUNNING:
+            timesheet = timesheet_stop(timesheet_id=timesheet.pk, now=now)
+        at = clock.read(now)
+        before = {
+            "id": timesheet.pk,
+            "owner_id": timesheet.owner_id,
+            "project_id": timesheet.project_id,
+            "description": timesheet.description,
+            "imputed_seconds": timesheet.imputed.total_seconds(),
+            "segments": [_segment_record(run) for run in timesheet.segments.order_by("pk")],
+        }
+        _record(
+            Correction.Action.TIMESHEET_DELETED,
+            timesheet_id=timesheet.pk,
+            actor=actor,
+            at=at,
+            before=before,
+        )
+        timesheet.delete()
+
+
+def timesheet_review(
+    *, timesheet_id: int, actor: User, owner_id: int | None = None, now: datetime | None = None
+) -> Timesheet:
+    """Mark an entry stopped at the maximum run length as reviewed; return it."""
+    with transaction.atomic():
+        timesheet = _lock_for_correction(timesheet_id=timesheet_id, owner_id=owner_id)
+        at = clock.read(now)
+        if timesheet.auto_stopped:
+            Timesheet.objects.filter(pk=timesheet.pk).update(auto_stopped=False)
+            _record(
+                Correction.Action.REVIEWED,
+                timesheet_id=timesheet.pk,
+                actor=actor,
+                at=at,
+                before={"auto_stopped": True},
+                after={"auto_stopped": False},
+            )
+            timesheet.auto_stopped = False
+        timesheet.read_at = at
+    return timesheet
+
+
 # --- API tokens ---------------------------------------------------------------------------
 
 TOKEN_PREFIX = "tsk_"  # noqa: S105  (a marker that makes leaked tokens easy to scan for)
@@ -343,6 +515,144 @@ def _locked(now: datetime | None) -> QuerySet[Timesheet]:
         Timesheet.objects.select_for_update(of=("self",), no_key=True)
         .select_related("project")
         .annotate(read_at=clock.current(now))  # type: ignore[no-redef]
+    )
+
+
+def _lock_for_correction(*, timesheet_id: int, owner_id: int | None) -> Timesheet:
+    """Lock the timesheet's owner, then the timesheet, as a start does; return it."""
+    owners = Timesheet.objects.filter(pk=timesheet_id)
+    if owner_id is not None:
+        owners = owners.filter(owner_id=owner_id)
+    owner = owners.values_list("owner_id", flat=True).first()
+    if owner is None:
+        raise Timesheet.DoesNotExist(f"No timesheet with id {timesheet_id}.")
+    list(
+        get_user_model()
+        .objects.select_for_update(no_key=True)
+        .filter(pk=owner)
+        .values_list("pk", flat=True)
+    )
+    return _locked(None).get(pk=timesheet_id)
+
+
+def _lock_segment(*, segment_id: int, owner_id: int | None) -> tuple[Segment, Timesheet]:
+    runs = Segment.objects.filter(pk=segment_id)
+    if owner_id is not None:
+        runs = runs.filter(owner_id=owner_id)
+    timesheet_id = runs.values_list("timesheet_id", flat=True).first()
+    if timesheet_id is None:
+        raise Segment.DoesNotExist(f"No run with id {segment_id}.")
+    timesheet = _lock_for_correction(timesheet_id=timesheet_id, owner_id=owner_id)
+    return Segment.objects.get(pk=segment_id), timesheet
+
+
+def _check_run(
+    timesheet: Timesheet,
+    *,
+    started_at: datetime,
+    ended_at: datetime | None,
+    now: datetime,
+    other_than: Segment | None = None,
+) -> None:
+    """Refuse a run that ends before it starts, lies in the future, or overlaps another."""
+    for moment in (started_at, ended_at):
+        if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+            raise CorrectionRefused("Give times with their time zone (for instance 'Z' for UTC).")
+    if ended_at is not None and ended_at <= started_at:
+        raise CorrectionRefused(
+            f"A run must end after it starts: {_moment(ended_at)} is not after "
+            f"{_moment(started_at)}."
+        )
+    latest = started_at if ended_at is None else ended_at
+    if latest > now:
+        raise CorrectionRefused(
+            f"A run cannot lie in the future: {_moment(latest)} is after now, {_moment(now)}."
+        )
+    scope = Q(timesheet_id=timesheet.pk)
+    if runs_are_exclusive():
+        scope |= Q(owner_id=timesheet.owner_id)
+    overlapping = Segment.objects.filter(scope).filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gt=started_at)
+    )
+    if ended_at is not None:
+        overlapping = overlapping.filter(started_at__lt=ended_at)
+    if other_than is not None:
+        overlapping = overlapping.exclude(pk=other_than.pk)
+    other = overlapping.select_related("timesheet__project").order_by("started_at").first()
+    if other is not None:
+        entry = other.timesheet.description or other.timesheet.project.code
+        until = "now (it is running)" if other.ended_at is None else _moment(other.ended_at)
+        raise SegmentOverlap(
+            f"This run would overlap run {other.pk} of entry {other.timesheet_id} "
+            f"({entry!r}), from {_moment(other.started_at)} to {until}.",
+            timesheet_id=other.timesheet_id,
+            segment_id=other.pk,
+        )
+
+
+def _moment(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _impute_runs(timesheet_id: int, *, now: datetime | None) -> None:
+    """Set imputed to the sum of the timesheet's runs: the finished ones, and the open one up
+    to its watermark."""
+    finished = (
+        Segment.objects.filter(timesheet_id=OuterRef("pk"), ended_at__isnull=False)
+        .values("timesheet_id")
+        .annotate(total=Sum(Elapsed(F("ended_at"), F("started_at"))))
+        .values("total")
+    )
+    open_run = Case(
+        When(status=RUNNING, then=Elapsed(F("accrued_until"), F("running_since"))),
+        default=duration(timedelta(0)),
+        output_field=DurationField(),
+    )
+    Timesheet.objects.filter(pk=timesheet_id).update(
+        imputed=Plus(
+            Coalesce(Subquery(finished), duration(timedelta(0)), output_field=DurationField()),
+            open_run,
+        ),
+        updated_at=clock.current(now),
+    )
+
+
+def _segment_record(segment: Segment) -> dict[str, Any]:
+    return {
+        "id": segment.pk,
+        "timesheet_id": segment.timesheet_id,
+        "started_at": _moment(segment.started_at),
+        "ended_at": None if segment.ended_at is None else _moment(segment.ended_at),
+        "end_reason": segment.end_reason,
+    }
+
+
+def _record(
+    action: Correction.Action,
+    *,
+    timesheet_id: int,
+    actor: User,
+    at: datetime,
+    segment: Segment | None = None,
+    segment_id: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    Correction.objects.create(
+        timesheet_id=timesheet_id,
+        segment_id=segment.pk if segment is not None else segment_id,
+        actor=actor,
+        recorded_at=at,
+        action=action,
+        before=before,
+        after=after,
+    )
+    logger.info(
+        "time_corrected",
+        action=str(action),
+        timesheet_id=timesheet_id,
+        segment_id=segment.pk if segment is not None else segment_id,
+        actor_id=actor.pk,
     )
 
 
