@@ -11,14 +11,15 @@ import structlog
 import uvicorn
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from config.commands import ServiceCommand
 from worker import metrics
 
 logger = structlog.get_logger(__name__)
 
 
-class Command(BaseCommand):
+class Command(ServiceCommand):
     help = "Apply migrations and serve the app with uvicorn (ASGI, lifespan on)."
 
     def add_arguments(self, parser: CommandParser) -> None:
