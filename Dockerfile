@@ -1,7 +1,10 @@
-# syntax=docker/dockerfile:1
+# The base: the official image by default; any image with the same Python 3.13 serves
+# (docker build --build-arg PYTHON_IMAGE=...), such as one made where no registry is reachable.
+# No `# syntax=` line either: the engine's own Dockerfile frontend builds it, with no download.
+ARG PYTHON_IMAGE=python:3.13.13-slim-trixie
 
 # --- builder: the dependencies from the lock, then the source and the collected static files
-FROM python:3.13.13-slim-trixie AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PATH="/app/.venv/bin:$PATH" \
     UV_COMPILE_BYTECODE=1 \
@@ -25,7 +28,7 @@ RUN chmod 0755 docker/entrypoint.sh \
        python manage.py collectstatic --noinput
 
 # --- runtime: the same Python, the virtual environment and the app, run by an unprivileged user
-FROM python:3.13.13-slim-trixie AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \

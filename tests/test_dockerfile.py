@@ -43,14 +43,29 @@ def instructions(text: str) -> list[Instruction]:
 
 
 def stages(text: str = "") -> list[list[Instruction]]:
-    """The build stages, each beginning with its FROM."""
+    """The build stages, each beginning with its FROM (global ARGs before the first are left
+    out: see ``global_arguments``)."""
     result: list[list[Instruction]] = []
     for instruction in instructions(text or DOCKERFILE.read_text()):
         if instruction.keyword == "FROM":
             result.append([])
-        assert result, "a Dockerfile begins with FROM"
+        if not result and instruction.keyword == "ARG":
+            continue
+        assert result, "a Dockerfile begins with FROM, after global ARGs"
         result[-1].append(instruction)
     return result
+
+
+def global_arguments(text: str = "") -> dict[str, str]:
+    """The build arguments declared before the first FROM, with their defaults."""
+    found: dict[str, str] = {}
+    for instruction in instructions(text or DOCKERFILE.read_text()):
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, _, default = instruction.arguments.partition("=")
+            found[name] = default
+    return found
 
 
 def arguments(stage: list[Instruction], keyword: str) -> list[str]:
@@ -116,8 +131,10 @@ def test_two_stages_on_the_same_pinned_python() -> None:
     assert builder[0].arguments.endswith(" AS builder")
     images = [stage[0].arguments.split()[0] for stage in (builder, runtime)]
     # The virtual environment's interpreter is a link to the builder's Python.
-    assert images[0] == images[1]
-    assert PINNED_PYTHON.fullmatch(images[0]), images[0]
+    assert images == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    # The official image unless the build names another base (--build-arg PYTHON_IMAGE=...).
+    default = global_arguments()["PYTHON_IMAGE"]
+    assert PINNED_PYTHON.fullmatch(default), default
     assert any(copy.startswith("--from=builder /app ") for copy in arguments(runtime, "COPY"))
 
 
