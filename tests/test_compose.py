@@ -106,7 +106,11 @@ def test_the_validation_rejects_a_file_the_specification_forbids(tmp_path: Path)
 def test_four_services_one_image_for_the_app(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"db", "migrate", "web", "worker"}
-    assert {services[name]["build"] for name in APP_SERVICES} == {"."}
+    images = {services[name]["image"] for name in APP_SERVICES}
+    assert images == {"${TIMESHEETS_IMAGE:-timesheets:latest}"}, "one name, set from outside"
+    # Built once, by the first of them to start; the others run the image it made.
+    assert [name for name in APP_SERVICES if "build" in services[name]] == ["migrate"]
+    assert services["migrate"]["build"] == "."
     assert [services[name]["command"] for name in APP_SERVICES] == [
         ["migrate"],
         ["web"],
@@ -139,7 +143,10 @@ def test_migrations_run_once_before_web_and_worker_start(compose: dict[str, Any]
 
 def test_web_is_published_and_checked_on_healthz(compose: dict[str, Any]) -> None:
     web = compose["services"]["web"]
-    assert web["ports"] == ["8000:8000"]
+    assert web["ports"] == ["${WEB_PUBLISH:-127.0.0.1:8000}:8000"]
+    assert [interpolate(port) for port in web["ports"]] == ["127.0.0.1:8000:8000"], (
+        "this machine only, unless told otherwise"
+    )
     check = web["healthcheck"]["test"]
     assert check[0] == "CMD"
     assert "http://127.0.0.1:8000/healthz" in " ".join(check)
