@@ -34,11 +34,15 @@ ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
-    PORT=8000
+    PORT=8000 \
+    DEBUG=false
 
+# /data belongs to the app: a volume mounted there starts with that owner, so it can hold a
+# SQLite file (DATABASE_URL=sqlite:////data/db.sqlite3) when there is no PostgreSQL.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
-       --shell /usr/sbin/nologin app
+       --shell /usr/sbin/nologin app \
+    && install -d -o app -g app -m 0750 /data
 
 WORKDIR /app
 # Owned by root: the app can read its code and static files but not change them.

@@ -176,8 +176,18 @@ def test_the_runtime_environment() -> None:
     assert values["PYTHONUNBUFFERED"] == "1"
     assert values["PYTHONDONTWRITEBYTECODE"] == "1"
     assert values["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
+    assert values["DEBUG"] == "false", "production settings unless told otherwise"
     assert arguments(runtime, "WORKDIR") == ["/app"]
     assert arguments(runtime, "EXPOSE") == ["8000"]
+
+
+def test_the_app_owns_an_empty_data_folder_for_a_sqlite_volume() -> None:
+    runtime = stages()[-1]
+    user = arguments(runtime, "USER")[-1]
+    (create,) = [run for run in arguments(runtime, "RUN") if "useradd" in run]
+    # A volume mounted on /data takes the folder's owner, so the app can write its file there.
+    assert re.search(r"\binstall -d -o app -g app -m 07[0-7]0 /data\b", create), create
+    assert user == "10001:10001"
 
 
 def test_the_health_check_asks_healthz_with_python() -> None:
