@@ -1,0 +1,121 @@
+"""Base images: the official ones when a registry serves them, else made here from Debian's
+archive and kept, under a name derived from everything they are made of, for later runs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from container_check.engine import Engine, image_exists, pulled
+from container_check.shell import run, say
+
+HERE = Path(__file__).resolve().parent
+CACHE_REPOSITORY = "timesheets-check"  # every image this module makes is named under it
+DEBIAN_SUITE = "trixie"  # the official python:3.13-slim and postgres:17 images' Debian
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEBOOTSTRAP_TIMEOUT = 900.0  # seconds
+BUILD_TIMEOUT = 900.0  # seconds
+
+
+def cache_name(kind: str, *inputs: bytes | str) -> str:
+    """An image name that changes whenever anything the image is made of changes."""
+    digest = hashlib.sha256()
+    for part in inputs:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return f"{CACHE_REPOSITORY}/{kind}:{digest.hexdigest()[:16]}"
+
+
+def debian(engine: Engine) -> str:
+    """A minimal Debian image made with debootstrap and imported into the engine."""
+    name = cache_name("debian", "debootstrap --variant=minbase", DEBIAN_SUITE, DEBIAN_MIRROR)
+    if image_exists(engine, name):
+        return name
+    if shutil.which("debootstrap") is None:
+        say("installing debootstrap from Debian's packages")
+        run(["apt-get", "install", "-y", "debootstrap"], timeout=600)
+    say(f"making a Debian {DEBIAN_SUITE} base with debootstrap")
+    with tempfile.TemporaryDirectory(prefix="debootstrap-") as folder:
+        root = Path(folder) / "root"
+        run(
+            ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(root), DEBIAN_MIRROR],
+            timeout=DEBOOTSTRAP_TIMEOUT,
+        )
+        archive = Path(folder) / "root.tar"
+        run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(archive), "."], timeout=300)
+        engine("import", str(archive), name, timeout=BUILD_TIMEOUT)
+    return name
+
+
+def _built(engine: Engine, kind: str, dockerfile: str, files: dict[str, bytes]) -> str:
+    """An image built from one of this folder's Dockerfiles on the Debian base."""
+    base = debian(engine)
+    recipe = (HERE / dockerfile).read_bytes()
+    name = cache_name(kind, base, recipe, *(f"{key}\0".encode() + files[key] for key in files))
+    if image_exists(engine, name):
+        return name
+    say(f"building a local {kind} base image ({dockerfile})")
+    with tempfile.TemporaryDirectory(prefix=f"{kind}-base-") as folder:
+        context = Path(folder)
+        (context / "Dockerfile").write_bytes(recipe)
+        for file_name, content in files.items():
+            (context / file_name).write_bytes(content)
+        engine(
+            "build",
+            "--progress=plain",
+            "--build-arg",
+            f"DEBIAN_IMAGE={base}",
+            "--tag",
+            name,
+            str(context),
+            timeout=BUILD_TIMEOUT,
+        )
+    return name
+
+
+def python(engine: Engine, official: str) -> str | None:
+    """The base to build the app on: None for the Dockerfile's default (the official image,
+    pulled), else a local image with the same Python."""
+    if pulled(engine, official):
+        say(f"base: {official}")
+        return None
+    say(f"{official} cannot be pulled: using a base made from Debian's packages")
+    name = _built(
+        engine,
+        "python",
+        "python.Dockerfile",
+        {"host-ca-bundle.crt": HOST_CA_BUNDLE.read_bytes()},
+    )
+    say(f"base: {name}")
+    return name
+
+
+def postgres(engine: Engine, official: str) -> str | None:
+    """The database image: None when compose.yaml's own can be pulled, else a local one."""
+    if pulled(engine, official):
+        say(f"database: {official}")
+        return None
+    say(f"{official} cannot be pulled: using a server built from Debian's packages")
+    entrypoint = "postgres-entrypoint.sh"
+    name = _built(
+        engine, "postgres", "postgres.Dockerfile", {entrypoint: (HERE / entrypoint).read_bytes()}
+    )
+    say(f"database: {name}")
+    return name
+
+
+def forget(engine: Engine) -> None:
+    """Remove every image this module made, so that the next run starts cold."""
+    listed = engine(
+        "image",
+        "ls",
+        "--filter",
+        f"reference={CACHE_REPOSITORY}/*",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    )
+    for name in listed.stdout.split():
+        engine("image", "rm", "--force", name)
