@@ -81,6 +81,19 @@ def check_jsonschema(document: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def manage_check(environment: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py check`` in exactly this environment (and PATH): do the settings accept it?"""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *options],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load_compose()
@@ -207,14 +220,5 @@ def test_web_runs_the_jobs_unless_told_otherwise(compose: dict[str, Any]) -> Non
 def test_the_settings_accept_each_app_services_environment(
     compose: dict[str, Any], name: str
 ) -> None:
-    environment = {"PATH": os.environ["PATH"], **service_environment(name, compose)}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = manage_check(service_environment(name, compose))
     assert result.returncode == 0, result.stdout + result.stderr

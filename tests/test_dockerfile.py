@@ -260,6 +260,7 @@ def sent_to_the_build(path: str) -> bool:
         ("timesheets/__pycache__/models.cpython-313.pyc", False),
         ("tests/conftest.py", False),
         ("container_check/stack.py", False),
+        ("deploy/kubernetes/web.yaml", False),
     ],
 )
 def test_the_build_context_sends_the_app_and_leaves_local_state_out(path: str, sent: bool) -> None:
