@@ -45,7 +45,8 @@ def _timestamp(event: Event) -> datetime:
 
 
 def try_it(stack: Stack, address: str) -> tuple[Api, int]:
-    """The README's "Try it" requests against web; returns the admin's API and the project."""
+    """The README's "Try it" requests against web, with the same bodies and ids (a new
+    stack's first project and timesheet are number 1); returns the admin's API."""
     stack.manage(
         "web",
         "createsuperuser",
@@ -60,17 +61,14 @@ def try_it(stack: Stack, address: str) -> tuple[Api, int]:
         201, "POST", "/api/projects", '{"code": "acme", "designation": "ACME rollout"}'
     )
     started = api.expect(
-        201,
-        "POST",
-        "/api/timesheets",
-        f'{{"project": {project["id"]}, "description": "Kick-off", "start": true}}',
+        201, "POST", "/api/timesheets", '{"project": 1, "description": "Kick-off", "start": true}'
     )
-    if started["status"] != "running":
-        raise CheckFailed(f"a timesheet created with start: true is {started['status']}")
+    if (project["id"], started["id"], started["status"]) != (1, 1, "running"):
+        raise CheckFailed(f"project {project['id']}, timesheet {started}: not the README's")
     current = api.expect(200, "GET", "/api/timesheets/current")
     if current["id"] != started["id"]:
         raise CheckFailed(f"/api/timesheets/current is {current['id']}, not {started['id']}")
-    stopped = api.expect(200, "POST", f"/api/timesheets/{started['id']}/stop")
+    stopped = api.expect(200, "POST", "/api/timesheets/1/stop")
     if stopped["status"] != "stopped" or stopped["accumulated_seconds"] <= 0:
         raise CheckFailed(f"the stopped timesheet reads {stopped}")
     status, _ = api.request("GET", "/admin/login/")
@@ -107,11 +105,16 @@ def _running_workers(stack: Stack) -> list[str]:
     return [c for c in stack.containers("worker") if stack.state(c)["Running"]]
 
 
-def _accrues(stack: Stack, container: str) -> None:
+def _accrues(stack: Stack, container: str, *, after: datetime | None = None) -> None:
+    """Wait until the container has logged an accrual (after the moment given)."""
     stack.wait_for_event(
         container,
-        lambda event: event.get("event") == "job_run" and event.get("job") == ACCRUAL_JOB,
-        what="an accrual",
+        lambda event: (
+            event.get("event") == "job_run"
+            and event.get("job") == ACCRUAL_JOB
+            and (after is None or _timestamp(event) > after)
+        ),
+        what="an accrual" + (f" after {after:%H:%M:%S.%f}" if after else ""),
     )
 
 
@@ -146,18 +149,23 @@ def scale_and_kill(stack: Stack, admin: Api, project: int) -> int:
     web_memory, worker_memory = (line.split(" / ")[0] for line in memory.stdout.splitlines())
     say(f"memory in use: web {web_memory}, a worker {worker_memory}")
 
-    victim = workers[0]
-    state = stack.state(victim)
+    victim, *survivors = workers
+    pid = stack.state(victim)["Pid"]
     killed_at = datetime.now(UTC)
-    os.kill(int(state["Pid"]), signal.SIGKILL)  # from outside: the process gets no warning
-    deadline = time.monotonic() + ACCRUAL_TIMEOUT
-    while stack.state(victim)["Pid"] == state["Pid"]:
-        if time.monotonic() > deadline:
-            raise CheckFailed(f"worker {victim[:12]} survived SIGKILL")
-        time.sleep(POLL)
+    os.kill(int(pid), signal.SIGKILL)  # from outside: the process gets no warning
+    for survivor in survivors:
+        _accrues(stack, survivor, after=killed_at)
     after = _wait_for_watermark_past(admin, timesheets[0], killed_at)
+    # compose.yaml's restart policy brings the killed worker back.
+    deadline = time.monotonic() + ACCRUAL_TIMEOUT
+    while not (state := stack.state(victim))["Running"] or state["Pid"] == pid:
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"worker {victim[:12]} is not back after SIGKILL: {state}")
+        time.sleep(POLL)
+    _accrues(stack, victim, after=killed_at)
     say(
-        f"killed worker {victim[:12]} (pid {state['Pid']}); accrual went on, to {after:%H:%M:%S.%f}"
+        f"SIGKILL to worker {victim[:12]}: the others went on accruing (to "
+        f"{after:%H:%M:%S.%f}), and it came back and accrues again"
     )
     _wait_until_healthy(stack)
     check_timesheets(stack, "exec")
