@@ -76,35 +76,33 @@ def _built(engine: Engine, kind: str, dockerfile: str, files: dict[str, bytes]) 
     return name
 
 
-def python(engine: Engine, official: str) -> str | None:
-    """The base to build the app on: None for the Dockerfile's default (the official image,
-    pulled), else a local image with the same Python."""
-    if pulled(engine, official):
-        say(f"base: {official}")
-        return None
-    say(f"{official} cannot be pulled: using a base made from Debian's packages")
-    name = _built(
-        engine,
-        "python",
-        "python.Dockerfile",
-        {"host-ca-bundle.crt": HOST_CA_BUNDLE.read_bytes()},
+def _python(engine: Engine) -> str:
+    """A base with the official image's Python (3.13), trusting what the host trusts."""
+    return _built(
+        engine, "python", "python.Dockerfile", {"host-ca-bundle.crt": HOST_CA_BUNDLE.read_bytes()}
     )
-    say(f"base: {name}")
-    return name
 
 
-def postgres(engine: Engine, official: str) -> str | None:
-    """The database image: None when compose.yaml's own can be pulled, else a local one."""
-    if pulled(engine, official):
-        say(f"database: {official}")
-        return None
-    say(f"{official} cannot be pulled: using a server built from Debian's packages")
+def _postgres(engine: Engine) -> str:
+    """A PostgreSQL 17 server that starts as the official image does."""
     entrypoint = "postgres-entrypoint.sh"
-    name = _built(
+    return _built(
         engine, "postgres", "postgres.Dockerfile", {entrypoint: (HERE / entrypoint).read_bytes()}
     )
-    say(f"database: {name}")
-    return name
+
+
+def prepare(engine: Engine, python: str, postgres: str) -> tuple[str | None, str | None]:
+    """The base to build the app on and the database image to run: None for each official
+    image that could be pulled, else the name of its local stand-in."""
+    made: dict[str, str] = {}
+    for official, make in ((python, _python), (postgres, _postgres)):
+        if pulled(engine, official):
+            say(f"{official}: pulled")
+            continue
+        say(f"{official} cannot be pulled: using a stand-in made from Debian's packages")
+        made[official] = make(engine)
+        say(f"{official}: stand-in {made[official]}")
+    return made.get(python), made.get(postgres)
 
 
 def forget(engine: Engine) -> None:
