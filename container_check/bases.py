@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from container_check.engine import Engine, image_exists, pulled
+from container_check.engine import Engine, image_exists, install_debian_packages, pulled
 from container_check.shell import run, say
 
 HERE = Path(__file__).resolve().parent
@@ -35,8 +35,7 @@ def debian(engine: Engine) -> str:
     if image_exists(engine, name):
         return name
     if shutil.which("debootstrap") is None:
-        say("installing debootstrap from Debian's packages")
-        run(["apt-get", "install", "-y", "debootstrap"], timeout=600)
+        install_debian_packages("debootstrap")
     say(f"making a Debian {DEBIAN_SUITE} base with debootstrap")
     with tempfile.TemporaryDirectory(prefix="debootstrap-") as folder:
         root = Path(folder) / "root"
@@ -97,7 +96,7 @@ def prepare(engine: Engine, python: str, postgres: str) -> tuple[str | None, str
     made: dict[str, str] = {}
     for official, make in ((python, _python), (postgres, _postgres)):
         if pulled(engine, official):
-            say(f"{official}: pulled")
+            say(f"{official}: here, or pulled now")
             continue
         say(f"{official} cannot be pulled: using a stand-in made from Debian's packages")
         made[official] = make(engine)

@@ -94,10 +94,14 @@ def _install() -> None:
             "No Docker engine or compose here, and installing them needs root: "
             f"apt-get install {' '.join(DEBIAN_PACKAGES)}"
         )
-    say(f"installing {', '.join(DEBIAN_PACKAGES)} from Debian's packages")
+    install_debian_packages(*DEBIAN_PACKAGES)
+
+
+def install_debian_packages(*packages: str) -> None:
+    say(f"installing {', '.join(packages)} from Debian's packages")
     environment = {"DEBIAN_FRONTEND": "noninteractive"}
     run(["apt-get", "update"], timeout=600, env=environment)
-    run(["apt-get", "install", "-y", *DEBIAN_PACKAGES], timeout=900, env=environment)
+    run(["apt-get", "install", "-y", *packages], timeout=900, env=environment)
 
 
 def _start_daemon(client: str, log: Path) -> subprocess.Popen[bytes]:
