@@ -82,12 +82,14 @@ def alone(engine: Engine) -> None:
     """The image without compose: one line for what is missing, and the README's command
     with a volume for SQLite serves."""
     key = f"SECRET_KEY={secrets.token_urlsafe(50)}"
-    missing = _run_alone(engine, "-e", key, IMAGE)
-    expected = "CommandError: The SQLite database /app/db.sqlite3 cannot be written: "
-    if missing.returncode != 1 or not missing.stderr.startswith(expected):
-        raise CheckFailed(f"the image alone, with no database, said: {missing.stderr!r}")
-    if len(missing.stderr.strip().splitlines()) != 1:
-        raise CheckFailed(f"more than one line for a missing database: {missing.stderr!r}")
+    for arguments, code, expected in (
+        ((IMAGE,), 2, "Configuration error: SECRET_KEY is empty and DEBUG is off. "),
+        (("-e", key, IMAGE), 1, "CommandError: The SQLite database /app/db.sqlite3 cannot be "),
+    ):
+        missing = _run_alone(engine, *arguments)
+        lines = missing.stderr.strip().splitlines()
+        if missing.returncode != code or len(lines) != 1 or not lines[0].startswith(expected):
+            raise CheckFailed(f"the image alone ended with {missing.returncode}: {lines}")
     unknown = _run_alone(engine, IMAGE, "wbe")
     if unknown.returncode != 2 or not unknown.stderr.startswith("Unknown role 'wbe': use web"):
         raise CheckFailed(f"an unknown role got {unknown.returncode}: {unknown.stderr!r}")
@@ -112,7 +114,7 @@ def alone(engine: Engine) -> None:
         )
         address = engine("port", ALONE, "8000").stdout.split()[0]
         wait_until_ready(Api(address), timeout=60)
-        say("the image alone: one line without a database; serves with a volume for SQLite")
+        say("the image alone: one line without a SECRET_KEY or a database; serves with a volume")
     finally:
         engine("rm", "--force", ALONE, check=False)
         engine("volume", "rm", "--force", ALONE, check=False)
