@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ TEMPLATES = [
 DATABASE_URL = env_str(
     "DATABASE_URL",
     default="sqlite:///db.sqlite3",
+    allowed="`sqlite:///<path>` or `postgres://user:password@host:port/name`",
     description=(
         "Where data lives. The default is an embedded SQLite file in the project folder; "
         "postgres://user:password@host:port/name uses PostgreSQL with a connection pool."
@@ -113,6 +115,7 @@ DATABASE_POOL_SIZE = env_int(
     "DATABASE_POOL_SIZE",
     default=10,
     minimum=1,
+    maximum=1000,
     description="PostgreSQL only: the most connections one process keeps open.",
 )
 
@@ -199,6 +202,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str(
     "TIME_ZONE",
     default="UTC",
+    allowed="an IANA time zone name, such as `Europe/Paris`",
+    check=lambda name: name in zoneinfo.available_timezones(),
     description="Time zone for display in the admin. Storage and the API are always UTC.",
 )
 USE_I18N = True
@@ -208,6 +213,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / env_str(
     "STATIC_ROOT",
     default="staticfiles",
+    allowed="a path",
     description="Where collectstatic puts the files the app serves; relative to the project.",
 )
 STORAGES = {
@@ -248,7 +254,9 @@ LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
 TIMESHEETS_MAX_RUNNING_PER_USER = env_int(
     "TIMESHEETS_MAX_RUNNING_PER_USER",
     default=1,
-    minimum=0,
+    minimum=1,
+    maximum=1000,
+    zero_means="no limit",
     description=(
         "How many timesheets one person may run at once; starting one more stops the "
         "longest-running one. 0 means no limit."
@@ -257,7 +265,10 @@ TIMESHEETS_MAX_RUNNING_PER_USER = env_int(
 TIMESHEETS_MAX_RUNNING_HOURS = env_float(
     "TIMESHEETS_MAX_RUNNING_HOURS",
     default=12,
-    minimum=0,
+    # From one minute to 31 days: beyond, instants overflow what the databases can store.
+    minimum=1 / 60,
+    maximum=31 * 24,
+    zero_means="no limit",
     description=(
         "A run longer than this is stopped at exactly this length and flagged for review. "
         "0 disables the limit."
@@ -274,13 +285,16 @@ WORKER_AUTOSTART = env_bool(
 WORKER_TICK_SECONDS = env_float(
     "WORKER_TICK_SECONDS",
     default=5,
-    positive=True,
+    minimum=0.05,
+    maximum=3600,
     description="Interval of the accrual job, in seconds; fractions such as 0.2 are allowed.",
 )
 WORKER_METRICS_PORT = env_int(
     "WORKER_METRICS_PORT",
     default=0,
-    minimum=0,
+    minimum=1,
+    maximum=65535,
+    zero_means="none",
     description="runworker only: serve Prometheus metrics on this port; 0 serves none.",
 )
 WORKER_ORM_MODE = env_choice(

@@ -139,9 +139,9 @@ class TestMetrics:
         from timesheets.services import timesheet_create, timesheet_start
 
         timesheet_start(
-            timesheet=timesheet_create(
+            timesheet_id=timesheet_create(
                 owner=alice, project=project, description="", now=datetime.now().astimezone()
-            ),
+            ).pk,
             now=datetime.now().astimezone(),
         )
         before = samples(Client().get("/metrics").content.decode())
