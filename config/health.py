@@ -1,25 +1,16 @@
-"""Liveness, readiness and metrics endpoints for whoever runs the service."""
+"""Liveness and readiness endpoints for whoever runs the service."""
 
 from __future__ import annotations
-
-import contextlib
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from config.database import unreachable_reason
-from timesheets.metrics import RunningTimesheets
-from worker import metrics as worker_metrics
 from worker import process
-
-# Read from the database at each scrape, so it is never summed over processes.
-_database_metrics = CollectorRegistry()
-_database_metrics.register(RunningTimesheets())
 
 _migrated = False  # once applied, migrations stay applied for the life of the process
 
@@ -84,14 +75,3 @@ async def readyz(request: HttpRequest) -> JsonResponse:
             },
         }
     )
-
-
-@require_safe
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics; in multiprocess mode, those of every process of this service."""
-    body = generate_latest(worker_metrics.registry())
-    # While the database is down the process's own metrics (the runner's failures among them)
-    # matter most: they are served without the counts read from the database.
-    with contextlib.suppress(DatabaseError):
-        body += generate_latest(_database_metrics)
-    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -15,15 +15,19 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 from prometheus_client import Counter
 
+from config.metrics import method_label, status_label
+
 logger = structlog.get_logger("http")
 
 HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests answered, by method and status.", ["method", "status"]
+    "http_requests_total",
+    "HTTP requests answered, by method (a standard one, or other) and status.",
+    ["method", "status"],
 )
 
 API_PREFIX = "/api/"
-# Outside the API, the probes answer JSON too.
-JSON_PATHS = frozenset({"/healthz", "/readyz"})
+# Outside the API, the probes and the metrics' errors answer JSON too.
+JSON_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REQUEST_ID_HEADER = "X-Request-ID"
 # An upstream request id is kept only when it is safe to print in logs and headers.
 _UPSTREAM_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -45,7 +49,7 @@ def _log_request(
     status = response.status_code
     response[REQUEST_ID_HEADER] = request_id
     response["Server-Timing"] = f"app;dur={duration_ms}"
-    HTTP_REQUESTS.labels(method=request.method, status=status).inc()
+    HTTP_REQUESTS.labels(method=method_label(request.method), status=status_label(status)).inc()
     logger.log(
         40 if status >= 500 else 20,  # ERROR or INFO
         "http_request",

@@ -283,6 +283,14 @@ WORKER_METRICS_PORT = env_int(
     minimum=0,
     description="runworker only: serve Prometheus metrics on this port; 0 serves none.",
 )
+WORKER_METRICS_HOST = env_str(
+    "WORKER_METRICS_HOST",
+    default="127.0.0.1",
+    description=(
+        "runworker only: the address its metrics port listens on; 0.0.0.0 for every "
+        "interface, when only the scraper can reach it."
+    ),
+)
 WORKER_ORM_MODE = env_choice(
     "WORKER_ORM_MODE",
     default="sync_to_async",
@@ -292,3 +300,21 @@ WORKER_ORM_MODE = env_choice(
         "or Django's native async ORM."
     ),
 )
+
+# --- Metrics ------------------------------------------------------------------------------
+
+METRICS_TOKEN_MIN_LENGTH = 16  # characters
+METRICS_TOKEN = env_str(
+    "METRICS_TOKEN",
+    default="",
+    description=(
+        "The bearer token a scraper sends for /metrics; at least 16 characters. Empty: no "
+        "metrics are served over HTTP."
+    ),
+)
+if METRICS_TOKEN and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    raise SettingsError(
+        f"METRICS_TOKEN is {len(METRICS_TOKEN)} characters long; use at least "
+        f"{METRICS_TOKEN_MIN_LENGTH}, e.g. the output of: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
