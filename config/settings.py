@@ -241,7 +241,8 @@ LOG_LEVEL = env_choice(
     description="The least severe level that is logged.",
 )
 configure_structlog()
-LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# Tracebacks list local variables only while debugging: they may hold secrets.
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, show_locals=DEBUG)
 
 # --- Timesheets ---------------------------------------------------------------------------
 

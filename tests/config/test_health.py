@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import shutil
 import signal
 import string
 import time
@@ -25,7 +26,7 @@ from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import health, metrics
-from tests.processes import Service, free_port
+from tests.processes import ROOT, Service, free_port
 from worker import process
 from worker.registry import Job
 from worker.runner import Runner
@@ -64,7 +65,13 @@ class TestReadiness:
         assert response.status_code == 200
         assert response.json() == {
             "status": "ready",
-            "checks": {"database": "ok", "migrations": "ok", "worker": "not run by this process"},
+            "checks": {
+                "database": "ok",
+                "migrations": "ok",
+                "writes": "ok",
+                "disk": "ok",
+                "worker": "not run by this process",
+            },
         }
 
     @pytest.mark.django_db(transaction=True)
@@ -81,6 +88,54 @@ class TestReadiness:
         assert body["failing"] == "migrations"
         assert re.fullmatch(r"\d+ migrations are not applied: run migrate\.", body["detail"])
         assert Client().get("/readyz").status_code == 200
+
+    @pytest.mark.django_db(transaction=True)
+    def test_unready_while_the_database_refuses_writes(self) -> None:
+        read_only, read_write = (
+            ("PRAGMA query_only = ON", "PRAGMA query_only = OFF")
+            if connection.vendor == "sqlite"
+            else (
+                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+            )
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(read_only)
+        try:
+            response = Client().get("/readyz")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(read_write)
+
+        assert response.status_code == 503
+        body = response.json()
+        assert body["failing"] == "writes"
+        assert re.fullmatch(
+            r"The database refuses writes: (attempt to write a readonly database"
+            r"|cannot execute UPDATE in a read-only transaction)",
+            body["detail"],
+        )
+        assert Client().get("/readyz").status_code == 200
+
+    @pytest.mark.django_db
+    def test_unready_when_an_embedded_database_s_disk_is_nearly_full(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real = shutil.disk_usage(ROOT)
+        nearly_full = real._replace(free=3 * 2**20 + 2**19)
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: nearly_full)
+
+        response = Client().get("/readyz")
+
+        if connection.vendor != "sqlite":
+            # PostgreSQL's disk is the server's, not this host's: its refusal of writes tells.
+            assert response.status_code == 200
+            return
+        assert response.status_code == 503
+        assert response.json()["failing"] == "disk"
+        assert response.json()["detail"] == (
+            "The disk holding the database has 3.5 MiB free, under 8 MiB: free some space."
+        )
 
     @pytest.mark.django_db
     @pytest.mark.usefixtures("idle_runner")
