@@ -244,6 +244,24 @@ configure_structlog()
 # Tracebacks list local variables only while debugging: they may hold secrets.
 LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, show_locals=DEBUG)
 
+# --- Server -------------------------------------------------------------------------------
+
+HTTP_HEADER_TIMEOUT_MAXIMUM = 30.0  # seconds
+HTTP_HEADER_TIMEOUT_SECONDS = env_float(
+    "HTTP_HEADER_TIMEOUT_SECONDS",
+    default=10,
+    positive=True,
+    description=(
+        "A connection whose request headers are not all in after this many seconds is closed "
+        "(408); at most 30."
+    ),
+)
+if HTTP_HEADER_TIMEOUT_SECONDS > HTTP_HEADER_TIMEOUT_MAXIMUM:
+    raise SettingsError(
+        f"HTTP_HEADER_TIMEOUT_SECONDS={HTTP_HEADER_TIMEOUT_SECONDS:g} is above its maximum of "
+        f"{HTTP_HEADER_TIMEOUT_MAXIMUM:g}: slow clients would hold connections that long."
+    )
+
 # --- Timesheets ---------------------------------------------------------------------------
 
 TIMESHEETS_MAX_RUNNING_PER_USER = env_int(

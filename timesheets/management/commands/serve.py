@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config import server
 from worker import metrics
 
 logger = structlog.get_logger(__name__)
@@ -23,7 +24,10 @@ MAX_PORT = 65535
 
 
 class Command(BaseCommand):
-    help = "Apply migrations and serve the app with uvicorn (ASGI, lifespan on)."
+    help = (
+        "Apply migrations and serve the app with uvicorn (ASGI, lifespan on, httptools and "
+        "uvloop; slow request headers time out after HTTP_HEADER_TIMEOUT_SECONDS)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -66,6 +70,10 @@ class Command(BaseCommand):
             log_config=None,
             access_log=False,
             proxy_headers=True,
+            # httptools and uvloop: fewer instructions per request than h11 and asyncio's loop;
+            # the protocol closes connections that are slow to send their headers.
+            http=server.PROTOCOL,
+            loop=server.LOOP,
         )
 
     @staticmethod
