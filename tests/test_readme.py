@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from config.env import VARIABLES
+from worker.runner import STOP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -33,3 +34,7 @@ def test_ci_runs_the_readme_test_command_on_both_databases() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^uv run pytest\b", ci, re.M), "on the default, SQLite"
     assert re.search(r"^DATABASE_URL=postgres://\S+ uv run pytest\b", ci, re.M)
+
+
+def test_the_stop_grace_is_the_runner_s() -> None:
+    assert f"a run in progress gets up to {STOP_TIMEOUT:g} s to finish" in " ".join(README.split())

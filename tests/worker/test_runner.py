@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import threading
@@ -14,9 +15,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.worker.support import EPOCH, VirtualTime, events, rendered
+from worker import metrics
 from worker.exceptions import WorkerError
 from worker.registry import Job
-from worker.runner import FAILURE_SUMMARY_INTERVAL, RESTART_DELAY, Runner
+from worker.runner import FAILURE_SUMMARY_INTERVAL, Runner
 
 
 class Recorder:
@@ -126,6 +128,7 @@ async def test_every_run_logs_one_event_with_its_numbers(
         ("tick", 2, 20, 250.0),
     ]
     assert all(e["lag_ms"] == 0.0 for e in runs)
+    assert all("final" not in e for e in runs), "only the run at shutdown is final"
     runner.request_stop()
     await time.finish(task)
 
@@ -161,12 +164,12 @@ async def test_consecutive_failures_back_off_and_are_summarised(
     time = VirtualTime()
     outage_ends = 1030.0
     broken = Recorder(time, fail=lambda run: time.now < outage_ends)
-    runner = make_runner(time, Job(name="broken", function=broken, interval=0.2), backoff_cap=1.0)
+    runner = make_runner(time, Job(name="broken", function=broken, interval=0.2))
     task = asyncio.create_task(runner.run())
 
     await time.run_until(1032.0, actors=2)
 
-    # 0.2 s, then doubling up to the 1 s cap, then back to the regular 0.2 s once it works.
+    # 0.2 s, then doubling up to the default 1 s cap, then the regular 0.2 s once it works.
     assert relative(broken.starts)[:7] == [0.0, 0.2, 0.6, 1.4, 2.4, 3.4, 4.4]
     first_success = relative(broken.starts).index(30.4)
     assert relative(broken.starts)[first_success:] == [round(30.4 + 0.2 * k, 6) for k in range(9)]
@@ -182,16 +185,23 @@ async def test_consecutive_failures_back_off_and_are_summarised(
 async def test_a_loop_that_crashes_is_restarted(caplog: pytest.LogCaptureFixture) -> None:
     time = VirtualTime()
     tick = Recorder(time, crash_on=2)
-    runner = make_runner(time, Job(name="tick", function=tick, interval=1.0))
+    steady = Recorder(time)
+    runner = make_runner(
+        time,
+        Job(name="tick", function=tick, interval=1.0),
+        Job(name="steady", function=steady, interval=2.0),
+    )
     task = asyncio.create_task(runner.run())
 
-    await time.run_until(1005.5, actors=2)
+    await time.run_until(1005.5, actors=3)
 
     (crash,) = events(caplog, "job_loop_crashed")
     assert crash["job"] == "tick"
     assert "Traceback" in json.loads(rendered(caplog, "job_loop_crashed")[0])["exception"]
-    # Run 2 crashed at 1 s; the loop starts again RESTART_DELAY later, on a fresh schedule.
-    assert relative(tick.starts)[:3] == [0.0, 1.0, 1.0 + RESTART_DELAY]
+    # Run 2 crashed at 1 s; the loop starts again a second later, on a fresh schedule, and
+    # the other job's loop goes on as it was.
+    assert relative(tick.starts)[:3] == [0.0, 1.0, 2.0]
+    assert relative(steady.starts) == [0.0, 2.0, 4.0]
     assert len(tick.starts) >= 5
     runner.request_stop()
     await time.finish(task)
@@ -220,6 +230,7 @@ async def test_stop_lets_the_run_in_progress_finish_then_runs_shutdown_jobs(
     (stopped,) = events(caplog, "runner_stopped")
     assert (stopped["final_runs"], stopped["abandoned"]) == (1, [])
     assert events(caplog, "job_run")[-1]["final"] is True
+    assert events(caplog, "job_run")[-1]["lag_ms"] == 0.0
     assert not runner.running
     assert all(task.done() for task in asyncio.all_tasks() if task.get_name().startswith("worker"))
 
@@ -263,6 +274,7 @@ async def test_the_status_snapshot_reports_each_job() -> None:
     status = runner.status()
 
     assert status["running"] is True
+    assert (status["loop_lag_ms"], status["loop_lag_max_ms"]) == (None, 0.0), "not probed yet"
     assert status["started_at"] == EPOCH + timedelta(seconds=1000)
     (job,) = status["jobs"]
     assert job["name"] == "tick"
@@ -412,6 +424,8 @@ async def test_runs_rows_skips_and_durations_are_counted() -> None:
 
     assert relative(tick.starts) == [0.0, 5.0, 20.0, 25.0]
     after = {metric: sample(metric, job=name) for metric in before}
+    assert sample("worker_job_runs_total", job=name, outcome="success") == 3.0
+    assert sample("worker_job_runs_total", job=name, outcome="failure") == 1.0
     assert {metric: after[metric] - before[metric] for metric in before} == {
         "worker_job_rows_total": 60.0,
         "worker_job_skipped_total": 2.0,
@@ -450,3 +464,112 @@ async def test_a_final_run_that_overruns_the_stop_bound_is_abandoned(
     (stopped,) = events(caplog, "runner_stopped")
     assert (stopped["final_runs"], stopped["abandoned"]) == (0, ["last"])
     assert calls == 2
+
+
+async def test_failures_are_summarised_every_ten_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    time = VirtualTime()
+    broken = Recorder(time, fail=lambda run: True)
+    runner = make_runner(time, Job(name="down", function=broken, interval=1.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1025.5, actors=2)
+
+    assert relative(broken.starts) == [float(k) for k in range(26)], "retried every interval"
+    summaries = events(caplog, "job_still_failing")
+    assert [(e["consecutive_failures"], e["failing_s"]) for e in summaries] == [
+        (11, 10.0),
+        (21, 20.0),
+    ]
+    assert FAILURE_SUMMARY_INTERVAL == 10.0
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_the_loop_lag_is_probed_every_second_by_default() -> None:
+    time = VirtualTime()
+    asked: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        await time.sleep(seconds)
+
+    runner = Runner(jobs=[], clock=time.clock, sleep=sleep, wall_clock=time.wall_clock)
+    assert not runner.running, "not before it runs"
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1003.5, actors=1)
+
+    assert asked == [1.0, 1.0, 1.0, 1.0]
+    runner.request_stop()
+    await time.finish(task)
+
+
+async def test_a_stop_asked_on_the_loop_takes_effect_at_once() -> None:
+    time = VirtualTime()
+    runner = make_runner(time, Job(name="tick", function=Recorder(time), interval=1.0))
+    task = asyncio.create_task(runner.run())
+    await time.run_until(1000.5, actors=2)
+
+    runner.request_stop()
+
+    assert runner.stopping
+    await time.finish(task)
+
+
+async def test_a_stop_asked_from_another_thread_stops_the_runner() -> None:
+    time = VirtualTime()
+    runner = make_runner(time, Job(name="tick", function=Recorder(time), interval=1.0))
+    task = asyncio.create_task(runner.run())
+    await time.run_until(1000.5, actors=2)
+
+    await asyncio.to_thread(runner.request_stop)
+    await time.finish(task)
+
+    assert not runner.running
+
+
+async def test_sync_jobs_share_one_thread_which_ends_with_the_runner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    time = VirtualTime()
+    threads: list[str] = []
+    both_called = threading.Barrier(2, timeout=0.5)
+
+    def job(now: datetime) -> int:
+        threads.append(threading.current_thread().name)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_called.wait()  # only reached by both at once if they run side by side
+        return 0
+
+    ended: list[int] = []
+    monkeypatch.setattr(metrics, "process_ended", lambda: ended.append(1))
+    runner = make_runner(
+        time,
+        Job(name="first", function=job, interval=1.0),
+        Job(name="second", function=job, interval=1.0),
+    )
+    task = asyncio.create_task(runner.run())
+    await time.run_until(1002.5, actors=3)
+    runner.request_stop()
+    await time.finish(task)
+
+    assert len(threads) == 6
+    assert len(set(threads)) == 1, "one thread does all the database work"
+    assert ended == [1], "the process's live gauges are let go"
+    give_up = asyncio.get_running_loop().time() + 5
+    while any(t.name == threads[0] for t in threading.enumerate()):
+        assert asyncio.get_running_loop().time() < give_up, "the job thread outlived the runner"
+        await asyncio.sleep(0.01)
+
+
+async def test_durations_are_reported_to_the_microsecond(caplog: pytest.LogCaptureFixture) -> None:
+    time = VirtualTime()
+    tick = Recorder(time, durations={1: 0.0000004, 2: 0.0012004})
+    runner = make_runner(time, Job(name="tick", function=tick, interval=1.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1001.5, actors=2)
+
+    assert [e["duration_ms"] for e in events(caplog, "job_run")] == [0.0, 1.2]
+    runner.request_stop()
+    await time.finish(task)
