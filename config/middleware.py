@@ -11,10 +11,13 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.deprecation import MiddlewareMixin
 from prometheus_client import Counter
 
+from config.database_problems import explains, is_unmigrated
 from config.metrics import method_label, status_label
 
 logger = structlog.get_logger("http")
@@ -146,3 +149,30 @@ def api_errors_middleware(get_response: GetResponse) -> GetResponse:
         return _api_error_as_json(request, get_response(request))
 
     return middleware
+
+
+class DatabaseProblemsMiddleware(MiddlewareMixin):
+    """A page or probe that meets a database it cannot use (down, or never migrated) answers
+    503 saying so, not a 500 with a traceback. The API answers such errors itself."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DatabaseError) or not explains(exception):
+            return None
+        unmigrated = is_unmigrated(exception)
+        logger.error(
+            "database_unmigrated" if unmigrated else "database_unavailable",
+            path=request.path,
+            error=" ".join(str(exception).split()),
+        )
+        detail = (
+            "The database is not migrated: run `python manage.py migrate`."
+            if unmigrated
+            else "The database is unavailable right now; try again in a few seconds."
+        )
+        response: HttpResponse = (
+            JsonResponse({"detail": detail}, status=503)
+            if _answers_in_json(request)
+            else HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
+        )
+        response["Retry-After"] = "5"
+        return response

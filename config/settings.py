@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.api_errors_middleware",
+    "config.middleware.DatabaseProblemsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

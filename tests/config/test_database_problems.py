@@ -82,6 +82,22 @@ def test_an_unmigrated_database_answers_503_naming_migrate(
     assert response["Retry-After"] == "5"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_page_on_an_unmigrated_database_answers_503_naming_migrate() -> None:
+    staff = User.objects.create_superuser(username="root", password=None, email="r@example.com")
+    client = Client()
+    client.force_login(staff)
+    call_command("migrate", "timesheets", "zero", verbosity=0)
+    try:
+        response = client.get("/admin/timesheets/timesheet/")
+    finally:
+        call_command("migrate", verbosity=0)
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content == b"The database is not migrated: run `python manage.py migrate`."
+
+
 def test_other_programming_errors_stay_errors() -> None:
     assert fix(ProgrammingError('syntax error at or near "SELEC"')) != MIGRATE
 
