@@ -54,9 +54,11 @@ def server(open_files: None) -> Iterator[str]:
 
 
 class SlowClient:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, opened: float
+    ) -> None:
         self.reader, self.writer = reader, writer
-        self.opened = time.monotonic()
+        self.opened = opened  # before connecting: the server cannot have started its clock yet
         self.closed: float | None = None
         self.answer = b""
 
@@ -69,14 +71,21 @@ class SlowClient:
                 with contextlib.suppress(TimeoutError):
                     self.answer += await asyncio.wait_for(self.reader.read(1024), TRICKLE)
         self.closed = time.monotonic()
-        self.writer.close()
+        await close(self.writer)
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 async def open_slow(host: str, port: int) -> SlowClient:
+    opened = time.monotonic()
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     await writer.drain()
-    return SlowClient(reader, writer)
+    return SlowClient(reader, writer, opened=opened)
 
 
 async def attack(base: str) -> tuple[list[SlowClient], list[float], int]:
@@ -100,8 +109,10 @@ async def attack(base: str) -> tuple[list[SlowClient], list[float], int]:
             writer.write(line)
             await writer.drain()
             await asyncio.sleep(TRICKLE)
-        in_time = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
-        writer.close()
+        try:
+            in_time = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+        finally:
+            await close(writer)
         assert in_time.startswith(b"HTTP/1.1 200"), in_time
     limit = settings.HTTP_HEADER_TIMEOUT_SECONDS + 10 * TRICKLE
     await asyncio.wait_for(asyncio.gather(*trickling), timeout=limit)
@@ -116,7 +127,8 @@ def test_slow_headers_are_cut_off_while_normal_requests_are_answered(server: str
     timeout = settings.HTTP_HEADER_TIMEOUT_SECONDS
     held = sorted(client.closed - client.opened for client in slow if client.closed is not None)
     assert len(held) == SLOW_CLIENTS
-    assert held[0] >= timeout - 0.5, "none was cut off before its time"
+    # Less a little: the server's loop reads its clock once per turn, not at each connection.
+    assert held[0] >= timeout - 0.1, "none was cut off before its time"
     assert held[-1] <= timeout + 5.0, "each was cut off soon after"
     assert all(client.answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for client in slow)
     print(  # noqa: T201  (the figures of docs/reliability.md, with -s)

@@ -35,6 +35,7 @@ pytestmark = [
 USERS = 200
 ROUNDS = int(os.environ.get("SQLITE_PROCESSES_ROUNDS", "3"))  # start, read, stop per round
 REQUEST_TIMEOUT = 60.0  # seconds; far above any healthy answer, so a hang fails clearly
+KEEP_ALIVE = 2.0  # seconds the client keeps an idle connection, under the server's 5 s
 TICK = "0.2"  # seconds between two accruals, in each of the three processes
 
 
@@ -78,7 +79,11 @@ async def person(client: httpx.AsyncClient, token: str, project: int) -> list[in
 
 
 async def everyone(base: str, tokens: list[str], project: int) -> list[int]:
-    limits = httpx.Limits(max_connections=USERS, max_keepalive_connections=USERS)
+    # A client that keeps an idle connection as long as the server (uvicorn: 5 s) may send a
+    # request on it just as the server closes it; a browser or proxy lets go sooner.
+    limits = httpx.Limits(
+        max_connections=USERS, max_keepalive_connections=USERS, keepalive_expiry=KEEP_ALIVE
+    )
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=REQUEST_TIMEOUT) as client:
         answered = await asyncio.gather(*(person(client, token, project) for token in tokens))
     return [status for statuses in answered for status in statuses]
