@@ -32,7 +32,7 @@ def postgresql_statement(*, limited: bool) -> LiteralString:
 def _microseconds(column: LiteralString) -> LiteralString:
     # Django keeps SQLite datetimes as UTC text, 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
     return (
-        f"(CAST(strftime('%s', {column}) AS INTEGER) * {MICROSECONDS} "
+        f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * {MICROSECONDS} "
         f"+ CAST(substr({column} || '.000000', 21, 6) AS INTEGER))"
     )
 

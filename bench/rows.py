@@ -81,9 +81,11 @@ def ensure_running(*, rows: int, project_id: int, now: datetime) -> int:
         f"AND NOT EXISTS (SELECT 1 FROM {TIMESHEETS} t WHERE t.owner_id = u.id) ORDER BY u.id",
         [project_id, since, since, joined, joined, first, last],
     )
+    true = "1" if _sqlite() else "TRUE"
     _execute(
-        f"INSERT INTO {SEGMENTS} (timesheet_id, started_at, ended_at, end_reason) "  # noqa: S608
-        f"SELECT t.id, t.running_since, NULL, '' FROM {TIMESHEETS} t "
+        f"INSERT INTO {SEGMENTS} (timesheet_id, owner_id, exclusive, started_at, ended_at, "  # noqa: S608
+        f"end_reason) SELECT t.id, t.owner_id, {true}, t.running_since, NULL, '' "
+        f"FROM {TIMESHEETS} t "
         "WHERE t.status = 'running' AND NOT EXISTS "
         f"(SELECT 1 FROM {SEGMENTS} s WHERE s.timesheet_id = t.id AND s.ended_at IS NULL)"
     )
@@ -129,4 +131,4 @@ def clear() -> None:
         _execute(f"DELETE FROM {SEGMENTS}")  # noqa: S608
         _execute(f"DELETE FROM {TIMESHEETS}")  # noqa: S608
     else:
-        _execute(f"TRUNCATE {SEGMENTS}, {TIMESHEETS}")
+        _execute(f"TRUNCATE {SEGMENTS}, {TIMESHEETS} CASCADE")  # corrections refer to them

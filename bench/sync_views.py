@@ -15,8 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from config.api import JsonEncoder
 from timesheets.auth import MAX_TOKEN_LENGTH
-from timesheets.models import ApiToken, Timesheet
+from timesheets.models import ApiToken
 from timesheets.schemas import TimesheetOut
+from timesheets.selectors import timesheet_read
 from timesheets.services import (
     TOKEN_TOUCH_INTERVAL,
     api_token_digest,
@@ -51,18 +52,14 @@ def _answer(request: HttpRequest, timesheet_id: int, action: str) -> HttpRespons
     owner_id = _caller_id(request)
     if owner_id is None:
         return _json({"detail": "Authentication required."}, status=401)
-    timesheet = (
-        Timesheet.objects.select_related("project")
-        .filter(pk=timesheet_id, owner_id=owner_id)
-        .first()
-    )
+    timesheet = timesheet_read().filter(pk=timesheet_id, owner_id=owner_id).first()
     if timesheet is None:
         return _json({"detail": f"No timesheet with id {timesheet_id}."}, status=404)
     if action == "start":
-        timesheet = timesheet_start(timesheet=timesheet, now=timezone.now())
+        timesheet = timesheet_start(timesheet_id=timesheet.pk)
     elif action == "stop":
-        timesheet = timesheet_stop(timesheet=timesheet, now=timezone.now())
-    return _json(TimesheetOut.of(timesheet, now=timezone.now()).model_dump())
+        timesheet = timesheet_stop(timesheet_id=timesheet.pk)
+    return _json(TimesheetOut.of(timesheet).model_dump())
 
 
 @csrf_exempt  # bearer tokens, no cookies: nothing for a forged request to ride on

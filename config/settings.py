@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ TEMPLATES = [
 DATABASE_URL = env_str(
     "DATABASE_URL",
     default="sqlite:///db.sqlite3",
+    allowed="`sqlite:///<path>` or `postgres://user:password@host:port/name`",
     description=(
         "Where data lives. The default is an embedded SQLite file in the project folder; "
         "postgres://user:password@host:port/name uses PostgreSQL with a connection pool."
@@ -114,6 +116,7 @@ DATABASE_POOL_SIZE = env_int(
     "DATABASE_POOL_SIZE",
     default=10,
     minimum=1,
+    maximum=1000,
     description="PostgreSQL only: the most connections one process keeps open.",
 )
 
@@ -200,6 +203,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str(
     "TIME_ZONE",
     default="UTC",
+    allowed="an IANA time zone name, such as `Europe/Paris`",
+    check=lambda name: name in zoneinfo.available_timezones(),
     description="Time zone for display in the admin. Storage and the API are always UTC.",
 )
 USE_I18N = True
@@ -209,6 +214,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / env_str(
     "STATIC_ROOT",
     default="staticfiles",
+    allowed="a path",
     description="Where collectstatic puts the files the app serves; relative to the project.",
 )
 STORAGES = {
@@ -247,28 +253,25 @@ LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, show_locals=DEB
 
 # --- Server -------------------------------------------------------------------------------
 
-HTTP_HEADER_TIMEOUT_MAXIMUM = 30.0  # seconds
 HTTP_HEADER_TIMEOUT_SECONDS = env_float(
     "HTTP_HEADER_TIMEOUT_SECONDS",
     default=10,
-    positive=True,
+    # Beyond 30 s, slow clients would hold connections that long.
+    minimum=1,
+    maximum=30,
     description=(
-        "A connection whose request headers are not all in after this many seconds is closed "
-        "(408); at most 30."
+        "A connection whose request headers are not all in after this many seconds is closed (408)."
     ),
 )
-if HTTP_HEADER_TIMEOUT_SECONDS > HTTP_HEADER_TIMEOUT_MAXIMUM:
-    raise SettingsError(
-        f"HTTP_HEADER_TIMEOUT_SECONDS={HTTP_HEADER_TIMEOUT_SECONDS:g} is above its maximum of "
-        f"{HTTP_HEADER_TIMEOUT_MAXIMUM:g}: slow clients would hold connections that long."
-    )
 
 # --- Timesheets ---------------------------------------------------------------------------
 
 TIMESHEETS_MAX_RUNNING_PER_USER = env_int(
     "TIMESHEETS_MAX_RUNNING_PER_USER",
     default=1,
-    minimum=0,
+    minimum=1,
+    maximum=1000,
+    zero_means="no limit",
     description=(
         "How many timesheets one person may run at once; starting one more stops the "
         "longest-running one. 0 means no limit."
@@ -277,7 +280,10 @@ TIMESHEETS_MAX_RUNNING_PER_USER = env_int(
 TIMESHEETS_MAX_RUNNING_HOURS = env_float(
     "TIMESHEETS_MAX_RUNNING_HOURS",
     default=12,
-    minimum=0,
+    # From one minute to 31 days: beyond, instants overflow what the databases can store.
+    minimum=1 / 60,
+    maximum=31 * 24,
+    zero_means="no limit",
     description=(
         "A run longer than this is stopped at exactly this length and flagged for review. "
         "0 disables the limit."
@@ -294,18 +300,22 @@ WORKER_AUTOSTART = env_bool(
 WORKER_TICK_SECONDS = env_float(
     "WORKER_TICK_SECONDS",
     default=5,
-    positive=True,
+    minimum=0.05,
+    maximum=3600,
     description="Interval of the accrual job, in seconds; fractions such as 0.2 are allowed.",
 )
 WORKER_METRICS_PORT = env_int(
     "WORKER_METRICS_PORT",
     default=0,
-    minimum=0,
+    minimum=1,
+    maximum=65535,
+    zero_means="none",
     description="runworker only: serve Prometheus metrics on this port; 0 serves none.",
 )
 WORKER_METRICS_HOST = env_str(
     "WORKER_METRICS_HOST",
     default="127.0.0.1",
+    allowed="an address of this host",
     description=(
         "runworker only: the address its metrics port listens on; 0.0.0.0 for every "
         "interface, when only the scraper can reach it."
@@ -327,12 +337,13 @@ METRICS_TOKEN_MIN_LENGTH = 16  # characters
 METRICS_TOKEN = env_str(
     "METRICS_TOKEN",
     default="",
+    allowed="empty, or at least 16 characters",
     description=(
-        "The bearer token a scraper sends for /metrics; at least 16 characters. Empty: no "
-        "metrics are served over HTTP."
+        "The bearer token a scraper sends for /metrics. Empty: no metrics are served over HTTP."
     ),
 )
 if METRICS_TOKEN and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    # Not the generic range error: that would print the token.
     raise SettingsError(
         f"METRICS_TOKEN is {len(METRICS_TOKEN)} characters long; use at least "
         f"{METRICS_TOKEN_MIN_LENGTH}, e.g. the output of: "

@@ -30,7 +30,7 @@ from tests.processes import ROOT, Service, free_port
 from tests.test_compose import load_compose, seconds, service_environment
 from tests.test_dockerfile import healthcheck_command
 from timesheets.models import Project
-from timesheets.services import timesheet_create, timesheet_start
+from timesheets.services import timesheet_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -179,9 +179,7 @@ def test_web_serves_and_stops_gracefully_with_a_final_accrual(
     project: Project,
 ) -> None:
     now = timezone.now()
-    timesheet = timesheet_start(
-        timesheet=timesheet_create(owner=alice, project=project, description="", now=now), now=now
-    )
+    timesheet = timesheet_create(owner=alice, project=project, description="", now=now, start=True)
     metrics = Path(environment["PROMETHEUS_MULTIPROC_DIR"])
     metrics.mkdir()
     (metrics / STALE_METRICS).write_bytes(b"left by an earlier run")

@@ -10,18 +10,26 @@ from worker.runner import STOP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-ROW = re.compile(r"^\| `(?P<name>[A-Z_]+)` \| (?P<default>`[^`]*`|\(empty\)) \| .+ \|$", re.M)
+ROW = re.compile(
+    r"^\| `(?P<name>[A-Z_]+)` \| (?P<default>`[^`]*`|\(empty\)) \| (?P<allowed>[^|]+) \| .+ \|$",
+    re.M,
+)
 
 
-def documented() -> dict[str, str]:
+def documented() -> dict[str, tuple[str, str]]:
     return {
-        row["name"]: "" if row["default"] == "(empty)" else row["default"].strip("`")
+        row["name"]: (
+            "" if row["default"] == "(empty)" else row["default"].strip("`"),
+            row["allowed"],
+        )
         for row in ROW.finditer(README)
     }
 
 
-def test_every_setting_is_in_the_table_with_its_default() -> None:
-    assert documented() == {name: variable.default for name, variable in VARIABLES.items()}
+def test_every_setting_is_in_the_table_with_its_default_and_what_it_allows() -> None:
+    assert documented() == {
+        name: (variable.default, variable.allowed) for name, variable in VARIABLES.items()
+    }
 
 
 def test_the_first_screen_gives_the_two_commands() -> None:

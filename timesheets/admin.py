@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
@@ -27,6 +27,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
+from timesheets import clock
 from timesheets.exceptions import ProjectInactive
 from timesheets.models import ApiToken, Project, Segment, Timesheet
 from timesheets.policy import max_run_length
@@ -90,12 +91,12 @@ _page_now: ContextVar[datetime | None] = ContextVar("timesheets_admin_page_now",
 
 
 def page_now() -> datetime:
-    return _page_now.get() or timezone.now()
+    return _page_now.get() or clock.read()
 
 
 @contextmanager
 def _one_clock() -> Iterator[None]:
-    token = _page_now.set(timezone.now())
+    token = _page_now.set(clock.read())
     try:
         yield
     finally:
@@ -136,7 +137,10 @@ def live_time(timesheet: Timesheet, *, now: datetime) -> SafeString:
             text,
         )
     # Past the maximum run length the time stops growing, so the script must stop there too.
-    ceiling = timesheet.imputed + (timesheet.running_since + limit - timesheet.accrued_until)
+    # (A limit lowered below what the run has accrued: the time counted so far stays.)
+    ceiling = timesheet.imputed + max(
+        timedelta(0), timesheet.running_since + limit - timesheet.accrued_until
+    )
     return format_html(
         '<span class="ts-live" data-seconds="{}" data-running="{}" data-max-seconds="{}">{}</span>',
         f"{seconds:.6f}",
@@ -271,13 +275,12 @@ class TimesheetAdmin(TimesheetAdminBase):
     def save_model(
         self, request: HttpRequest, obj: Timesheet, form: forms.ModelForm[Timesheet], change: bool
     ) -> None:
-        now = timezone.now()
         if change:
             if "description" in form.changed_data:
-                timesheet_describe(timesheet=obj, description=obj.description, now=now)
+                timesheet_describe(timesheet=obj, description=obj.description)
             return
         created = timesheet_create(
-            owner=obj.owner, project=obj.project, description=obj.description, now=now
+            owner=obj.owner, project=obj.project, description=obj.description
         )
         # The admin goes on with the instance its form built (for the log and the redirect).
         obj.pk = created.pk
@@ -344,13 +347,12 @@ class TimesheetAdmin(TimesheetAdminBase):
         unchanged_state: str,
     ) -> list[int]:
         """Apply a service to each timesheet on its own; return the ids it changed."""
-        now = timezone.now()
         changed: list[int] = []
         unchanged = 0
         for timesheet in queryset.order_by("pk"):
             before = timesheet.status
             try:
-                after = operation(timesheet=timesheet, now=now).status
+                after = operation(timesheet_id=timesheet.pk).status
             except ProjectInactive as error:
                 self.message_user(
                     request, f"Timesheet #{timesheet.pk}: {error.message}", messages.ERROR
@@ -399,7 +401,7 @@ class ProjectAdmin(ProjectAdminBase):
             obj.save(update_fields=form.changed_data)
             return
         created = project_create(
-            code=obj.code, designation=obj.designation, is_active=obj.is_active, now=timezone.now()
+            code=obj.code, designation=obj.designation, is_active=obj.is_active
         )
         obj.pk = created.pk
         obj.refresh_from_db()

@@ -6,7 +6,7 @@ in ``sync_to_async``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 from typing import Literal
 
 from asgiref.sync import sync_to_async
@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.http import HttpRequest
-from django.utils import timezone
 from ninja import P, QueryEx, Router, Status
 from ninja.errors import HttpError
 
@@ -30,7 +29,12 @@ from timesheets.schemas import (
     TimesheetPage,
     Username,
 )
-from timesheets.selectors import project_list, timesheet_list, timesheet_running_for
+from timesheets.selectors import (
+    project_list,
+    timesheet_list,
+    timesheet_read,
+    timesheet_running_for,
+)
 from timesheets.services import (
     project_create,
     timesheet_create,
@@ -68,7 +72,7 @@ async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads:
     if not 1 <= timesheet_id <= MAX_ID:
         raise _not_found(timesheet_id)
     caller = _caller(request)
-    timesheets = Timesheet.objects.select_related("project")
+    timesheets = timesheet_read()
     if not (staff_reads and caller.is_staff):
         timesheets = timesheets.filter(owner_id=caller.pk)
     timesheet = await timesheets.filter(pk=timesheet_id).afirst()
@@ -77,14 +81,25 @@ async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads:
     return timesheet
 
 
+async def _write(
+    service: Callable[..., Timesheet], request: HttpRequest, timesheet_id: int
+) -> Timesheet:
+    """Start or stop the caller's own timesheet; anyone else's answers 404 like a missing one."""
+    if not 1 <= timesheet_id <= MAX_ID:
+        raise _not_found(timesheet_id)
+    try:
+        timesheet: Timesheet = await sync_to_async(service)(
+            timesheet_id=timesheet_id, owner_id=_caller(request).pk
+        )
+    except Timesheet.DoesNotExist:
+        raise _not_found(timesheet_id) from None
+    return timesheet
+
+
 def _make_sure_time_is_accrued() -> None:
     """A running timer needs the runner: start it if this process should run it."""
     if settings.WORKER_AUTOSTART:
         process.ensure_running()
-
-
-def _now() -> datetime:
-    return timezone.now()
 
 
 @router.get(
@@ -114,11 +129,7 @@ async def list_timesheets(
         owner_id = owner.pk
     timesheets = timesheet_list(owner_id=owner_id, status=status, project_id=project)
     count = await timesheets.acount()
-    now = _now()
-    items = [
-        TimesheetOut.of(timesheet, now=now)
-        async for timesheet in timesheets[offset : offset + limit]
-    ]
+    items = [TimesheetOut.of(timesheet) async for timesheet in timesheets[offset : offset + limit]]
     return TimesheetPage(items=items, count=count, limit=limit, offset=offset)
 
 
@@ -137,11 +148,10 @@ async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status
         project=project,
         description=payload.description,
         start=payload.start,
-        now=_now(),
     )
     if payload.start:
         _make_sure_time_is_accrued()
-    return Status(201, TimesheetOut.of(timesheet, now=_now()))
+    return Status(201, TimesheetOut.of(timesheet))
 
 
 @router.get(
@@ -154,7 +164,7 @@ async def current_timesheet(request: HttpRequest) -> TimesheetOut:
     timesheet = await timesheet_running_for(owner_id=_caller(request).pk).afirst()
     if timesheet is None:
         raise HttpError(404, "You have no running timesheet.")
-    return TimesheetOut.of(timesheet, now=_now())
+    return TimesheetOut.of(timesheet)
 
 
 @router.get(
@@ -165,7 +175,7 @@ async def current_timesheet(request: HttpRequest) -> TimesheetOut:
 )
 async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
     timesheet = await _timesheet_of(request, timesheet_id, staff_reads=True)
-    return TimesheetOut.of(timesheet, now=_now())
+    return TimesheetOut.of(timesheet)
 
 
 @router.post(
@@ -175,10 +185,9 @@ async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut
     summary="Start the timer (no change if it runs)",
 )
 async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=False)
-    timesheet = await sync_to_async(timesheet_start)(timesheet=timesheet, now=_now())
+    timesheet = await _write(timesheet_start, request, timesheet_id)
     _make_sure_time_is_accrued()
-    return TimesheetOut.of(timesheet, now=_now())
+    return TimesheetOut.of(timesheet)
 
 
 @router.post(
@@ -188,9 +197,7 @@ async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetO
     summary="Stop the timer (no change if it is stopped)",
 )
 async def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=False)
-    timesheet = await sync_to_async(timesheet_stop)(timesheet=timesheet, now=_now())
-    return TimesheetOut.of(timesheet, now=_now())
+    return TimesheetOut.of(await _write(timesheet_stop, request, timesheet_id))
 
 
 @router.get(
@@ -221,6 +228,5 @@ async def create_project(request: HttpRequest, payload: ProjectIn) -> Status[Pro
         code=payload.code,
         designation=payload.designation,
         is_active=payload.is_active,
-        now=_now(),
     )
     return Status(201, ProjectOut.of(project))

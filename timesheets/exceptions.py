@@ -15,3 +15,16 @@ class ProjectInactive(TimesheetsError):
 
 class ProjectCodeTaken(TimesheetsError):
     """Project codes are unique."""
+
+
+class CorrectionRefused(TimesheetsError):
+    """A change to recorded time that would break the time model: the message says why."""
+
+
+class SegmentOverlap(CorrectionRefused):
+    """A run would overlap another: ``timesheet_id`` and ``segment_id`` name the other one."""
+
+    def __init__(self, message: str, *, timesheet_id: int, segment_id: int) -> None:
+        super().__init__(message)
+        self.timesheet_id = timesheet_id
+        self.segment_id = segment_id

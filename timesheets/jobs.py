@@ -1,4 +1,8 @@
-"""The timesheets' periodic jobs, found and run by the worker."""
+"""The timesheets' periodic jobs, found and run by the worker.
+
+The runner hands each run its own clock reading; these jobs ignore it, because the time model
+reads one clock of its own (``timesheets.clock``): the database server's on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +36,8 @@ def _orm_mode_is(mode: str) -> bool:
     enabled=lambda: _orm_mode_is("sync_to_async"),
 )
 def accrue_running_timesheets(now: datetime) -> int:
-    """The sync ORM, called by the runner through ``sync_to_async``."""
-    return timesheet_accrue_running(now=now)
+    """Every batch in the runner's thread, called through ``sync_to_async`` once."""
+    return timesheet_accrue_running()
 
 
 @job(
@@ -43,10 +47,10 @@ def accrue_running_timesheets(now: datetime) -> int:
     enabled=lambda: _orm_mode_is("native"),
 )
 async def accrue_running_timesheets_natively(now: datetime) -> int:
-    """Django's native async ORM (``aupdate``)."""
-    return await timesheet_aaccrue_running(now=now)
+    """Driven from the event loop, which is free between two batches."""
+    return await timesheet_aaccrue_running()
 
 
 @job(interval=FORGOTTEN_INTERVAL, enabled=lambda: max_run_length() is not None)
 def stop_forgotten_timesheets(now: datetime) -> int:
-    return timesheet_stop_forgotten(now=now)
+    return timesheet_stop_forgotten()

@@ -8,7 +8,7 @@ it is stopped the watermark is null and the live time is ``imputed``. Only
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -70,8 +70,13 @@ class Timesheet(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    # When the time fields above were read or written, on the time model's clock; set by the
+    # selectors and the services, and the instant live time is computed at. Not stored.
+    read_at: datetime | None = None
+
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("run_worker", "Can start the periodic-job runner")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(imputed__gte=timedelta(0)), name="timesheet_imputed_not_negative"
@@ -100,13 +105,18 @@ class Timesheet(models.Model):
             ),
         ]
         indexes = [
-            # Finds the running timesheets for both jobs. It indexes running_since, which the
-            # accrual never changes: an index on the watermark would make PostgreSQL write a new
-            # index entry for every row at every accrual, instead of updating rows in place.
+            # Finds the runs that reached the maximum length. Neither this index nor the next
+            # covers a column the accrual changes: an index on the watermark would make
+            # PostgreSQL write a new index entry for every row at every accrual, instead of
+            # updating rows in place.
             models.Index(
                 fields=["running_since"],
                 condition=Q(status="running"),
                 name="timesheet_running_since_idx",
+            ),
+            # The accrual walks the running timesheets in id order, a batch at a time.
+            models.Index(
+                fields=["id"], condition=Q(status="running"), name="timesheet_running_id_idx"
             ),
             models.Index(fields=["owner", "-created_at"], name="timesheet_owner_created_idx"),
         ]
@@ -122,14 +132,30 @@ class Segment(models.Model):
         USER = "user", "stopped by its owner"
         REPLACED = "replaced", "replaced by another timesheet"
         AUTO = "auto", "stopped at the maximum run length"
+        MANUAL = "manual", "entered by hand"
 
     timesheet = models.ForeignKey(Timesheet, on_delete=models.CASCADE, related_name="segments")
+    # The timesheet's owner, repeated here so that the database can keep one person's runs from
+    # overlapping (an owner never changes once a timesheet exists).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="segments",
+        db_index=False,  # the (owner, ended_at) index serves
+    )
+    # Recorded while the per-person limit was 1: such runs of one person never overlap, across
+    # all their timesheets. (Under a higher limit, or none, a person's runs may overlap.)
+    exclusive = models.BooleanField(default=False)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True)
     end_reason = models.CharField(max_length=8, choices=EndReason.choices, blank=True)
 
     class Meta:
         ordering = ["started_at", "id"]
+        indexes = [
+            # The latest end of a person's runs: no new run of theirs may start before it.
+            models.Index(fields=["owner", "ended_at"], name="segment_owner_ended_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["timesheet"],
@@ -145,6 +171,55 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"
+
+
+class Correction(models.Model):
+    """One change made by hand to recorded time: who, when, and the state before and after."""
+
+    class Action(models.TextChoices):
+        SEGMENT_ADDED = "segment_added", "run added"
+        SEGMENT_CHANGED = "segment_changed", "run changed"
+        SEGMENT_DELETED = "segment_deleted", "run deleted"
+        TIMESHEET_DELETED = "timesheet_deleted", "entry deleted"
+        REVIEWED = "reviewed", "reviewed after an automatic stop"
+
+    # Kept when the entry is deleted: the record says what it was (``before``).
+    timesheet = models.ForeignKey(
+        Timesheet, null=True, on_delete=models.SET_NULL, related_name="corrections"
+    )
+    segment_id = models.PositiveBigIntegerField(null=True)  # the run may be gone
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="corrections"
+    )
+    recorded_at = models.DateTimeField()
+    action = models.CharField(max_length=20, choices=Action.choices)
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        indexes = [
+            models.Index(fields=["timesheet", "-recorded_at"], name="correction_timesheet_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} by {self.actor_id} at {self.recorded_at}"
+
+
+class Profile(models.Model):
+    """What a person chooses for themselves."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="An IANA time zone name, such as Europe/Paris; empty: the service's.",
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.time_zone or 'default time zone'}"
 
 
 class ApiToken(models.Model):

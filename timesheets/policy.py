@@ -16,19 +16,23 @@ def max_run_length() -> timedelta | None:
     return timedelta(hours=hours) if hours > 0 else None
 
 
-def run_end(*, running_since: datetime, accrued_until: datetime, now: datetime) -> datetime:
+def runs_are_exclusive() -> bool:
+    """Whether one person's runs may not overlap, across all their timesheets."""
+    return max_running_per_user() == 1
+
+
+def run_end(
+    *, running_since: datetime, accrued_until: datetime, now: datetime, max_run: timedelta | None
+) -> datetime:
     """The instant a run's time counts up to at ``now``.
 
-    Never before the watermark (another process may have accrued past this clock, and time
-    is never taken back) and never past the maximum run length.
+    Never past the maximum run length, and never before the watermark: another process may
+    have accrued past this clock, or the limit may have been lowered below what the run has
+    already accrued, and time already counted stays counted.
     """
-    end = max(now, accrued_until)
-    limit = max_run_length()
-    if limit is not None:
-        end = min(end, running_since + limit)
-    return end
+    end = now if max_run is None else min(now, running_since + max_run)
+    return max(end, accrued_until)
 
 
-def run_reached_limit(*, running_since: datetime, end: datetime) -> bool:
-    limit = max_run_length()
-    return limit is not None and end >= running_since + limit
+def run_reached_limit(*, running_since: datetime, end: datetime, max_run: timedelta | None) -> bool:
+    return max_run is not None and end >= running_since + max_run

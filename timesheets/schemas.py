@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from timesheets.models import Project, Timesheet
-from timesheets.selectors import timesheet_accumulated
+from timesheets.selectors import timesheet_live
 
 MAX_ID = 2**63 - 1  # the largest primary key the database can hold
 
@@ -150,14 +150,14 @@ class TimesheetOut(Schema):
     updated_at: datetime
 
     @classmethod
-    def of(cls, timesheet: Timesheet, *, now: datetime) -> TimesheetOut:
+    def of(cls, timesheet: Timesheet) -> TimesheetOut:
         return cls(
             id=timesheet.pk,
             project=ProjectOut.of(timesheet.project),
             description=timesheet.description,
             status=Timesheet.Status(timesheet.status).value,  # type: ignore[arg-type]
             imputed_seconds=timesheet.imputed.total_seconds(),
-            accumulated_seconds=timesheet_accumulated(timesheet=timesheet, now=now).total_seconds(),
+            accumulated_seconds=timesheet_live(timesheet=timesheet).total_seconds(),
             accrued_until=timesheet.accrued_until,
             running_since=timesheet.running_since,
             auto_stopped=timesheet.auto_stopped,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from tests.invariants import assert_invariants
 from tests.processes import Service, free_port
 from timesheets.models import Project
-from timesheets.services import timesheet_create, timesheet_start
+from timesheets.services import timesheet_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -32,9 +32,7 @@ def test_the_lifespan_runs_the_jobs_and_sigterm_stops_them_gracefully(
     web: tuple[Service, int], alice: User, project: Project
 ) -> None:
     now = timezone.now()
-    timesheet = timesheet_start(
-        timesheet=timesheet_create(owner=alice, project=project, description="", now=now), now=now
-    )
+    timesheet = timesheet_create(owner=alice, project=project, description="", now=now, start=True)
     service, port = web
 
     service.wait_for("job_run", where=lambda event: event["rows"] == 1)

@@ -35,15 +35,34 @@ class TestRegistry:
     def test_each_variable_is_declared_with_its_default_and_description(
         self, registry: dict[str, Variable]
     ) -> None:
-        env_int("A_NUMBER", default=3, description="How many.", environ={"A_NUMBER": "9"})
+        env_int(
+            "A_NUMBER", default=3, minimum=1, description="How many.", environ={"A_NUMBER": "9"}
+        )
         env_bool("A_FLAG", default=False, description="Whether.", environ={})
-        env_float("A_SPAN", default=0.25, description="How long.", environ={})
+        env_float("A_SPAN", default=0.25, maximum=2, description="How long.", environ={})
+        env_choice("A_MODE", default="b", choices=("a", "b", "c"), description="How.", environ={})
 
         assert registry == {
-            "A_NUMBER": Variable("A_NUMBER", "3", "How many."),
-            "A_FLAG": Variable("A_FLAG", "false", "Whether."),
-            "A_SPAN": Variable("A_SPAN", "0.25", "How long."),
+            "A_NUMBER": Variable("A_NUMBER", "3", "1 or more", "How many."),
+            "A_FLAG": Variable("A_FLAG", "false", "`true` or `false`", "Whether."),
+            "A_SPAN": Variable("A_SPAN", "0.25", "2 or less", "How long."),
+            "A_MODE": Variable("A_MODE", "b", "`a`, `b` or `c`", "How."),
         }
+
+    def test_text_can_be_checked(self) -> None:
+        def read(raw: str) -> str:
+            return env_str(
+                "A_NAME",
+                default="x",
+                allowed="lowercase letters",
+                check=str.islower,
+                description="",
+                environ={"A_NAME": raw},
+            )
+
+        assert read("abc") == "abc"
+        with refused(r"^A_NAME='ABC' is not allowed: use lowercase letters\.$"):
+            read("ABC")
 
     def test_a_failing_variable_is_declared_all_the_same(
         self, registry: dict[str, Variable]
@@ -100,11 +119,34 @@ class TestInt:
 
     @pytest.mark.parametrize("raw", ["0", "-1", "-99999"])
     def test_below_the_minimum(self, raw: str) -> None:
-        with refused(rf"^N='{raw}' is below its minimum of 1\.$"):
+        with refused(rf"^N='{raw}' is out of range: use 1 or more\.$"):
             env_int("N", default=1, minimum=1, description="", environ={"N": raw})
 
     def test_the_minimum_itself_is_allowed(self) -> None:
         assert env_int("N", default=5, minimum=1, description="", environ={"N": "1"}) == 1
+
+    @pytest.mark.parametrize(("raw", "allowed"), [("0", True), ("1", False), ("10", True)])
+    def test_a_range_with_zero_for_none(self, raw: str, allowed: bool) -> None:
+        def read() -> int:
+            return env_int(
+                "N",
+                default=0,
+                minimum=2,
+                maximum=10,
+                zero_means="none",
+                description="",
+                environ={"N": raw},
+            )
+
+        if allowed:
+            assert read() == int(raw)
+        else:
+            with refused(r"^N='1' is out of range: use 0 \(none\) or from 2 to 10\.$"):
+                read()
+
+    def test_above_the_maximum(self) -> None:
+        with refused(r"^N='11' is out of range: use 10 or less\.$"):
+            env_int("N", default=1, maximum=10, description="", environ={"N": "11"})
 
 
 class TestFloat:
@@ -144,7 +186,7 @@ class TestFloat:
 
     def test_a_minimum(self) -> None:
         assert env_float("F", default=1, minimum=0, description="", environ={"F": "0"}) == 0
-        with refused(r"^F='-0.5' is below its minimum of 0\.$"):
+        with refused(r"^F='-0.5' is out of range: use 0 or more\.$"):
             env_float("F", default=1, minimum=0, description="", environ={"F": "-0.5"})
 
     def test_zero_is_fine_unless_positive(self) -> None:

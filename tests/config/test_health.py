@@ -207,7 +207,8 @@ def start_one(owner: Any, project: Any) -> None:
 
     now = datetime.now().astimezone()
     timesheet_start(
-        timesheet=timesheet_create(owner=owner, project=project, description="", now=now), now=now
+        timesheet_id=timesheet_create(owner=owner, project=project, description="", now=now).pk,
+        now=now,
     )
 
 

@@ -76,13 +76,45 @@ class TestSecretKey:
     ("variable", "value", "message"),
     [
         ("WORKER_TICK_SECONDS", "abc", "WORKER_TICK_SECONDS='abc' is not a number."),
-        ("WORKER_TICK_SECONDS", "0", "WORKER_TICK_SECONDS='0' must be greater than 0."),
-        ("WORKER_TICK_SECONDS", "-1", "WORKER_TICK_SECONDS='-1' must be greater than 0."),
+        (
+            "WORKER_TICK_SECONDS",
+            "0",
+            "WORKER_TICK_SECONDS='0' is out of range: use from 0.05 to 3600.",
+        ),
+        (
+            "WORKER_TICK_SECONDS",
+            "-1",
+            "WORKER_TICK_SECONDS='-1' is out of range: use from 0.05 to 3600.",
+        ),
         ("WORKER_TICK_SECONDS", "nan", "WORKER_TICK_SECONDS='nan' is not a finite number."),
         ("WORKER_TICK_SECONDS", "inf", "WORKER_TICK_SECONDS='inf' is not a finite number."),
         ("DEBUG", "maybe", "DEBUG='maybe' is not a boolean; use true or false."),
         ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' is not one of: console, json."),
-        ("DATABASE_POOL_SIZE", "0", "DATABASE_POOL_SIZE='0' is below its minimum of 1."),
+        (
+            "DATABASE_POOL_SIZE",
+            "0",
+            "DATABASE_POOL_SIZE='0' is out of range: use from 1 to 1000.",
+        ),
+        *(
+            (
+                "TIMESHEETS_MAX_RUNNING_HOURS",
+                hours,
+                f"TIMESHEETS_MAX_RUNNING_HOURS={hours!r} is out of range: "
+                "use 0 (no limit) or from 0.0166667 to 744.",
+            )
+            for hours in ("1e8", "1e-10", "745", "-1")
+        ),
+        (
+            "TIMESHEETS_MAX_RUNNING_PER_USER",
+            "-1",
+            "TIMESHEETS_MAX_RUNNING_PER_USER='-1' is out of range: "
+            "use 0 (no limit) or from 1 to 1000.",
+        ),
+        (
+            "WORKER_METRICS_PORT",
+            "65536",
+            "WORKER_METRICS_PORT='65536' is out of range: use 0 (none) or from 1 to 65535.",
+        ),
         (
             "TIMESHEETS_MAX_RUNNING_PER_USER",
             "two",
@@ -172,11 +204,13 @@ class TestBounds:
         [
             (
                 {"HTTP_HEADER_TIMEOUT_SECONDS": "31"},
-                "Configuration error: HTTP_HEADER_TIMEOUT_SECONDS=31 is above its maximum of 30",
+                "Configuration error: HTTP_HEADER_TIMEOUT_SECONDS='31' is out of range: use from 1 "
+                "to 30.",
             ),
             (
                 {"HTTP_HEADER_TIMEOUT_SECONDS": "0"},
-                "Configuration error: HTTP_HEADER_TIMEOUT_SECONDS='0' must be greater than 0.",
+                "Configuration error: HTTP_HEADER_TIMEOUT_SECONDS='0' is out of range: use from 1 "
+                "to 30.",
             ),
             (
                 {"METRICS_TOKEN": "short"},
@@ -190,3 +224,4 @@ class TestBounds:
         assert result.returncode == 2
         assert result.stderr.startswith(said), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+        assert "short" not in result.stderr, "a token is never printed"

@@ -82,7 +82,7 @@ def world(make_user: Callable[..., User], project: Project, token_for: Callable[
                 owner=person, project=project, description=f"{secret} {n}", now=now
             )
             if n == 0 and person != sam:
-                timesheet = timesheet_start(timesheet=timesheet, now=now)
+                timesheet = timesheet_start(timesheet_id=timesheet.pk, now=now)
             running.setdefault(person.username, timesheet.pk)
 
     def bearer(user: User, **options: Any) -> dict[str, str]:

@@ -86,7 +86,7 @@ def world(
     def timesheet(owner: User, *, running: bool) -> int:
         created = timesheet_create(owner=owner, project=project, description="", now=now)
         if running:
-            created = timesheet_start(timesheet=created, now=now)
+            created = timesheet_start(timesheet_id=created.pk, now=now)
         return created.pk
 
     return World(

@@ -60,7 +60,7 @@ for name in ("alice", "bob", "carol", "sam"):
     world["tokens"][name] = token.secret
     if name != "sam":
         timesheet = timesheet_create(owner=user, project=project, description=name, now=now)
-        world["running"][name] = timesheet_start(timesheet=timesheet, now=now).pk
+        world["running"][name] = timesheet_start(timesheet_id=timesheet.pk, now=now).pk
 print(json.dumps(world))
 """
 

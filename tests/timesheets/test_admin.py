@@ -65,7 +65,7 @@ def new(owner: User, project: Project, description: str = "work") -> Timesheet:
 
 
 def running_since(owner: User, project: Project, start: datetime) -> Timesheet:
-    return timesheet_start(timesheet=new(owner, project), now=start)
+    return timesheet_start(timesheet_id=new(owner, project).pk, now=start)
 
 
 def fresh(timesheet: Timesheet) -> Timesheet:
@@ -151,8 +151,8 @@ class TestChangelist:
     def test_running_rows_tick_and_stopped_rows_are_static(
         self, staff_client: Client, alice: User, bob: User, project: Project
     ) -> None:
-        stopped = timesheet_start(timesheet=new(alice, project), now=at(0))
-        timesheet_stop(timesheet=stopped, now=at(3661.9))
+        stopped = timesheet_start(timesheet_id=new(alice, project).pk, now=at(0))
+        timesheet_stop(timesheet_id=stopped.pk, now=at(3661.9))
         start = timezone.now() - timedelta(seconds=90)
         running = running_since(bob, project, start)
         watermark = start + timedelta(seconds=60)
@@ -187,8 +187,8 @@ class TestChangelist:
         self, staff_client: Client, alice: User, project: Project, settings: Any
     ) -> None:
         settings.TIMESHEETS_MAX_RUNNING_HOURS = 0
-        timesheet = timesheet_start(timesheet=new(alice, project), now=at(0))
-        timesheet_stop(timesheet=timesheet, now=at(90000))
+        timesheet = timesheet_start(timesheet_id=new(alice, project).pk, now=at(0))
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(90000))
 
         cell = live(rows(staff_client.get(TIMESHEETS))[timesheet.pk]["accumulated"])
 
@@ -232,9 +232,9 @@ class TestChangelist:
             for i in range(offset, offset + count):
                 owner = make_user(f"user{i}")
                 project = project_create(code=f"p{i}", designation=f"Project {i}", now=T0)
-                timesheet = timesheet_start(timesheet=new(owner, project), now=at(i))
+                timesheet = timesheet_start(timesheet_id=new(owner, project).pk, now=at(i))
                 if i % 2:
-                    timesheet_stop(timesheet=timesheet, now=at(i + 5))
+                    timesheet_stop(timesheet_id=timesheet.pk, now=at(i + 5))
 
         add_rows(2, 0)
         with CaptureQueriesContext(connection) as few:
@@ -408,9 +408,9 @@ class TestChangePage:
     def test_segments_are_shown_read_only(
         self, staff_client: Client, root: User, alice: User, project: Project
     ) -> None:
-        timesheet = timesheet_start(timesheet=new(alice, project), now=at(0))
-        timesheet_stop(timesheet=timesheet, now=at(3661))
-        timesheet_start(timesheet=timesheet, now=at(4000))
+        timesheet = timesheet_start(timesheet_id=new(alice, project).pk, now=at(0))
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(3661))
+        timesheet_start(timesheet_id=timesheet.pk, now=at(4000))
 
         response = staff_client.get(self.change_url(timesheet))
 
@@ -435,8 +435,8 @@ class TestChangePage:
     def test_forged_segment_data_changes_nothing(
         self, staff_client: Client, alice: User, project: Project
     ) -> None:
-        timesheet = timesheet_start(timesheet=new(alice, project), now=at(0))
-        timesheet_stop(timesheet=timesheet, now=at(60))
+        timesheet = timesheet_start(timesheet_id=new(alice, project).pk, now=at(0))
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(60))
         segment = Segment.objects.get(timesheet=timesheet)
 
         response = staff_client.post(

@@ -16,6 +16,7 @@ from django.test import AsyncClient, Client
 from django.utils import timezone
 
 from tests.conftest import T0, at
+from tests.invariants import assert_invariants
 from timesheets.models import ApiToken, Project, Segment, Timesheet
 from timesheets.services import (
     timesheet_accrue_running,
@@ -90,9 +91,9 @@ def new(
         owner=owner, project=project, description=description, now=at(created)
     )
     if start is not None:
-        timesheet = timesheet_start(timesheet=timesheet, now=at(start))
+        timesheet = timesheet_start(timesheet_id=timesheet.pk, now=at(start))
     if stop is not None:
-        timesheet = timesheet_stop(timesheet=timesheet, now=at(stop))
+        timesheet = timesheet_stop(timesheet_id=timesheet.pk, now=at(stop))
     return timesheet
 
 
@@ -256,7 +257,7 @@ class TestRepresentation:
         timesheet = await sync_to_async(timesheet_create)(
             owner=alice, project=project, description="", now=started
         )
-        await sync_to_async(timesheet_start)(timesheet=timesheet, now=started)
+        await sync_to_async(timesheet_start)(timesheet_id=timesheet.pk, now=started)
 
         before = timezone.now()
         body = (await as_alice.get(f"/api/timesheets/{timesheet.pk}")).json()
@@ -822,3 +823,53 @@ async def refused(
         assert any(field in error["loc"] for error in answer["errors"]), answer
     assert await astate() == before
     return response
+
+
+@pytest.mark.postgresql
+class TestStatements:
+    """What each request sends to PostgreSQL, transaction control aside.
+
+    Every invariant is kept in these few: a start locks its person and their running
+    timesheets, then one statement replaces, starts and opens the run; a stop is one statement.
+    """
+
+    IGNORED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+    async def sent(self, api: Api, method: str, path: str) -> list[str]:
+        from django.db import DEFAULT_DB_ALIAS, connections
+        from django.test.utils import CaptureQueriesContext
+
+        # On the connection of the thread where the views' database work runs (``connection``
+        # itself would resolve to this event loop's thread).
+        queries = await sync_to_async(
+            lambda: CaptureQueriesContext(connections[DEFAULT_DB_ALIAS]).__enter__()
+        )()
+        try:
+            response = await api.send(method, path)
+        finally:
+            await sync_to_async(queries.__exit__)(None, None, None)
+        assert response.status_code == 200, response.content
+        return [
+            query["sql"]
+            for query in queries.captured_queries
+            if not query["sql"].startswith(self.IGNORED)
+        ]
+
+    async def test_start_stop_and_get(self, as_alice: Api, alice: User, project: Project) -> None:
+        first = await sync_to_async(new)(alice, project)
+        second = await sync_to_async(new)(alice, project)
+        # The first request of a token writes when it was used (at most once a minute).
+        assert (await as_alice.get(f"/api/timesheets/{first.pk}")).status_code == 200
+
+        started = await self.sent(as_alice, "POST", f"/api/timesheets/{first.pk}/start")
+        replacing = await self.sent(as_alice, "POST", f"/api/timesheets/{second.pk}/start")
+        read = await self.sent(as_alice, "GET", f"/api/timesheets/{second.pk}")
+        stopped = await self.sent(as_alice, "POST", f"/api/timesheets/{second.pk}/stop")
+        stopped_again = await self.sent(as_alice, "POST", f"/api/timesheets/{second.pk}/stop")
+
+        assert 1 <= len(started) <= 5, started
+        assert 1 <= len(replacing) <= 5, replacing
+        assert 1 <= len(read) <= 2, read
+        assert 1 <= len(stopped) <= 3, stopped
+        assert 1 <= len(stopped_again) <= 3, stopped_again
+        await sync_to_async(assert_invariants)(now=timezone.now())

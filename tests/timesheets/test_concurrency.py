@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,7 +15,12 @@ from django.utils import timezone
 
 from tests.invariants import assert_invariants
 from timesheets.models import Project, Segment, Timesheet
-from timesheets.services import timesheet_accrue_running, timesheet_create, timesheet_start
+from timesheets.services import (
+    timesheet_accrue_running,
+    timesheet_create,
+    timesheet_start,
+    timesheet_stop,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("settings_limits")]
 
@@ -32,7 +39,7 @@ def test_fifty_concurrent_starts_for_one_person_leave_exactly_one_running(
     def start(timesheet: Timesheet) -> None:
         try:
             barrier.wait()
-            timesheet_start(timesheet=timesheet, now=timezone.now())
+            timesheet_start(timesheet_id=timesheet.pk, now=timezone.now())
         finally:
             connection.close()
 
@@ -71,7 +78,7 @@ def test_starts_under_a_limit_of_two_and_a_busy_accrual_never_deadlock(
         try:
             for _ in range(5):
                 for timesheet in mine:
-                    timesheet_start(timesheet=timesheet, now=timezone.now())
+                    timesheet_start(timesheet_id=timesheet.pk, now=timezone.now())
         except Exception as error:  # noqa: BLE001  (asserted empty below)
             errors.append(error)
         finally:
@@ -89,3 +96,85 @@ def test_starts_under_a_limit_of_two_and_a_busy_accrual_never_deadlock(
 
     assert errors == []
     assert_invariants(now=timezone.now(), max_running_per_user=2)
+
+
+RACES = 40
+
+
+@pytest.mark.postgresql
+def test_stops_racing_replacing_starts_on_one_row_keep_every_invariant(
+    alice: User, project: Project
+) -> None:
+    """A stop and a start that replaces the same running timesheet, at the same moment.
+
+    The start locks its person, then the person's running timesheets; the stop locks the one
+    timesheet. Whichever wins, the loser sees what it did: the run ends once, with one reason,
+    and the next run starts no earlier.
+    """
+    first, second = (
+        timesheet_create(owner=alice, project=project, description=name, now=timezone.now())
+        for name in ("first", "second")
+    )
+    errors: list[BaseException] = []
+    reasons: Counter[str] = Counter()
+
+    def race(action: Callable[[], object], barrier: threading.Barrier) -> None:
+        try:
+            barrier.wait()
+            action()
+        except Exception as error:  # noqa: BLE001  (asserted empty below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    for _ in range(RACES):
+        timesheet_stop(timesheet_id=second.pk)
+        timesheet_start(timesheet_id=first.pk)
+        barrier = threading.Barrier(2)
+        racers = [
+            threading.Thread(
+                target=race, args=(lambda: timesheet_stop(timesheet_id=first.pk), barrier)
+            ),
+            threading.Thread(
+                target=race, args=(lambda: timesheet_start(timesheet_id=second.pk), barrier)
+            ),
+        ]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        ended = Segment.objects.filter(timesheet=first).order_by("-started_at").first()
+        assert ended is not None
+        reasons[ended.end_reason] += 1
+
+    assert errors == []
+    assert sum(reasons.values()) == RACES
+    assert set(reasons) <= {Segment.EndReason.USER, Segment.EndReason.REPLACED}
+    assert_invariants(now=timezone.now())
+
+
+@pytest.mark.postgresql
+def test_the_accrual_skips_a_row_another_transaction_holds(
+    make_user: Callable[[str], User], project: Project
+) -> None:
+    import psycopg
+
+    from tests import processes
+
+    held, free = (
+        timesheet_create(
+            owner=make_user(name), project=project, description="", now=timezone.now(), start=True
+        )
+        for name in ("held", "free")
+    )
+    with psycopg.connect(processes.test_database_url()) as other:
+        other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [held.pk])
+
+        # Had it waited for the row, the job's lock timeout would have raised.
+        assert timesheet_accrue_running() == 1
+        assert Timesheet.objects.get(pk=held.pk).accrued_until == held.accrued_until
+        assert Timesheet.objects.get(pk=free.pk).accrued_until > free.accrued_until  # type: ignore[operator]
+        other.rollback()
+
+    assert timesheet_accrue_running() == 2, "the next accrual takes it"
+    assert_invariants(now=timezone.now())

@@ -51,9 +51,9 @@ def test_invariants_hold_after_every_step(
         operation = rng.choice(["start", "start", "stop", "accrue", "accrue", "skewed", "forgot"])
         match operation:
             case "start":
-                timesheet_start(timesheet=timesheet, now=now)
+                timesheet_start(timesheet_id=timesheet.pk, now=now)
             case "stop":
-                timesheet_stop(timesheet=timesheet, now=now)
+                timesheet_stop(timesheet_id=timesheet.pk, now=now)
             case "accrue":
                 if rng.random() < 0.5:
                     timesheet_accrue_running(now=now)

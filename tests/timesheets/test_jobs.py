@@ -15,8 +15,8 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.invariants import assert_invariants
-from timesheets.models import Project, Timesheet
-from timesheets.services import timesheet_create, timesheet_start
+from timesheets.models import Project, Segment, Timesheet
+from timesheets.services import timesheet_accrue_running, timesheet_create, timesheet_start
 from worker import process
 from worker.registry import Job
 from worker.runner import Runner
@@ -34,7 +34,7 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 15.0) -> None:
 def start_now(owner: User, project: Project, *, at: datetime | None = None) -> Timesheet:
     now = at or timezone.now()
     timesheet = timesheet_create(owner=owner, project=project, description="", now=now)
-    return timesheet_start(timesheet=timesheet, now=now)
+    return timesheet_start(timesheet_id=timesheet.pk, now=now)
 
 
 def runs_of(name: str) -> int:
@@ -80,6 +80,30 @@ def test_the_forgotten_timer_job_stops_runs_at_the_limit(
     assert timesheet.status == Timesheet.Status.STOPPED
     assert timesheet.auto_stopped
     assert timesheet.imputed == timedelta(hours=1)
+
+
+def test_lowering_the_limit_during_a_run_stops_it_where_it_was_counted_up_to(
+    settings: Any, alice: User, project: Project
+) -> None:
+    settings.TIMESHEETS_MAX_RUNNING_HOURS = 12
+    timesheet = start_now(alice, project, at=timezone.now() - timedelta(hours=2))
+    timesheet_accrue_running()
+    accrued = Timesheet.objects.get(pk=timesheet.pk).imputed
+    assert accrued >= timedelta(hours=2)
+    settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+
+    process.ensure_running()
+    wait_until(lambda: runs_of("stop_forgotten_timesheets") >= 1)
+    process.stop(timeout=10)
+
+    stopped = Timesheet.objects.get(pk=timesheet.pk)
+    assert (stopped.status, stopped.auto_stopped) == (Timesheet.Status.STOPPED, True)
+    assert stopped.imputed >= accrued, "time already counted stays counted"
+    run = Segment.objects.get(timesheet=timesheet)
+    assert run.ended_at is not None
+    assert stopped.imputed == run.ended_at - run.started_at
+    assert run.end_reason == Segment.EndReason.AUTO
+    assert_invariants(now=timezone.now())
 
 
 class ConnectionProbe:

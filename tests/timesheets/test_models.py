@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("settings_limits")]
 
 def running(owner: Any, project: Project) -> Timesheet:
     timesheet = timesheet_create(owner=owner, project=project, description="", now=T0)
-    return timesheet_start(timesheet=timesheet, now=at(1))
+    return timesheet_start(timesheet_id=timesheet.pk, now=at(1))
 
 
 def refused(**changes: Any) -> None:
@@ -56,8 +56,11 @@ def test_two_running_timesheets_cannot_share_a_slot(alice: Any, project: Project
 def test_a_timesheet_has_one_open_segment_at_most(alice: Any, project: Project) -> None:
     timesheet = running(alice, project)
 
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Segment.objects.create(timesheet=timesheet, started_at=at(3))
+    with (
+        pytest.raises(IntegrityError, match=r"segment_one_open_per_timesheet|UNIQUE"),
+        transaction.atomic(),
+    ):
+        Segment.objects.create(timesheet=timesheet, owner=alice, started_at=at(3))
 
 
 def test_a_segment_ends_after_it_starts_and_says_why(alice: Any, project: Project) -> None:
@@ -89,3 +92,53 @@ def test_the_accrual_updates_running_rows_in_place(make_user: Any, project: Proj
     before = hot_updates()
     assert timesheet_accrue_running(now=at(60)) == 20
     assert hot_updates() - before == 20
+
+
+def segment(timesheet: Timesheet, start: float, end: float | None, *, exclusive: bool) -> None:
+    Segment.objects.create(
+        timesheet=timesheet,
+        owner_id=timesheet.owner_id,
+        exclusive=exclusive,
+        started_at=at(start),
+        ended_at=None if end is None else at(end),
+        end_reason="" if end is None else "user",
+    )
+
+
+@pytest.mark.postgresql
+class TestOverlapsAreImpossible:
+    """PostgreSQL's exclusion constraints over time ranges refuse overlapping runs."""
+
+    def overlapping(self, timesheet: Timesheet, start: float, end: float | None, **kw: Any) -> None:
+        with pytest.raises(IntegrityError, match="never_overlap"), transaction.atomic():
+            segment(timesheet, start, end, **kw)
+
+    def test_within_a_timesheet(self, alice: Any, project: Project) -> None:
+        timesheet = timesheet_create(owner=alice, project=project, description="", now=T0)
+        segment(timesheet, 10, 20, exclusive=False)
+
+        self.overlapping(timesheet, 19.999999, 30, exclusive=False)
+        self.overlapping(timesheet, 0, 10.000001, exclusive=False)
+        self.overlapping(timesheet, 12, 13, exclusive=False)
+        self.overlapping(timesheet, 5, None, exclusive=False)
+        segment(timesheet, 20, 30, exclusive=False)  # runs that touch do not overlap
+        segment(timesheet, 0, 10, exclusive=False)
+        segment(timesheet, 40, 40, exclusive=False)  # nor does an empty one
+
+    def test_across_a_persons_exclusive_runs(self, alice: Any, project: Project) -> None:
+        first = timesheet_create(owner=alice, project=project, description="", now=T0)
+        second = timesheet_create(owner=alice, project=project, description="", now=T0)
+        segment(first, 10, 20, exclusive=True)
+
+        self.overlapping(second, 15, 25, exclusive=True)
+        segment(second, 15, 25, exclusive=False)  # recorded under a higher limit: allowed
+        segment(second, 30, None, exclusive=True)
+        self.overlapping(first, 40, 50, exclusive=True)
+
+    def test_other_peoples_runs_never_conflict(
+        self, alice: Any, bob: Any, project: Project
+    ) -> None:
+        mine = timesheet_create(owner=alice, project=project, description="", now=T0)
+        theirs = timesheet_create(owner=bob, project=project, description="", now=T0)
+        segment(mine, 10, 20, exclusive=True)
+        segment(theirs, 10, 20, exclusive=True)

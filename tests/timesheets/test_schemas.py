@@ -122,7 +122,8 @@ class TestOutput:
     def test_a_stopped_timesheet(self, alice: User, project: Project) -> None:
         timesheet = timesheet_create(owner=alice, project=project, description="d", now=at(1))
 
-        out = TimesheetOut.of(timesheet, now=at(500))
+        timesheet.read_at = at(500)
+        out = TimesheetOut.of(timesheet)
 
         assert out.model_dump() == {
             "id": timesheet.pk,
@@ -140,11 +141,12 @@ class TestOutput:
 
     def test_a_running_timesheet_counts_up_to_now(self, alice: User, project: Project) -> None:
         timesheet = timesheet_create(owner=alice, project=project, description="", now=T0)
-        timesheet = timesheet_start(timesheet=timesheet, now=at(10.5))
+        timesheet = timesheet_start(timesheet_id=timesheet.pk, now=at(10.5))
         timesheet_accrue_running(now=at(20.25))
         timesheet.refresh_from_db()
 
-        out = TimesheetOut.of(timesheet, now=at(30.000001))
+        timesheet.read_at = at(30.000001)
+        out = TimesheetOut.of(timesheet)
 
         assert out.status == "running"
         assert out.imputed_seconds == 9.75
@@ -155,8 +157,9 @@ class TestOutput:
         self, alice: User, project: Project
     ) -> None:
         timesheet = timesheet_create(owner=alice, project=project, description="", now=T0)
-        timesheet = timesheet_start(timesheet=timesheet, now=at(0))
+        timesheet = timesheet_start(timesheet_id=timesheet.pk, now=at(0))
         timesheet_accrue_running(now=at(60))
         timesheet.refresh_from_db()
 
-        assert TimesheetOut.of(timesheet, now=at(30)).accumulated_seconds == 60
+        timesheet.read_at = at(30)
+        assert TimesheetOut.of(timesheet).accumulated_seconds == 60

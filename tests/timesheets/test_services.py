@@ -1,17 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import T0, at
 from tests.invariants import assert_invariants, segments_total
 from timesheets import services
+from timesheets.backends import Batch
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
 from timesheets.models import ApiToken, Project, Segment, Timesheet
 from timesheets.services import (
@@ -37,7 +37,7 @@ STOPPED = Timesheet.Status.STOPPED
 def new(owner: User, project: Project, *, start_at: float | None = None) -> Timesheet:
     timesheet = timesheet_create(owner=owner, project=project, description="work", now=T0)
     if start_at is not None:
-        timesheet = timesheet_start(timesheet=timesheet, now=at(start_at))
+        timesheet = timesheet_start(timesheet_id=timesheet.pk, now=at(start_at))
     return timesheet
 
 
@@ -63,7 +63,7 @@ class TestStart:
         timesheet = new(alice, project, start_at=10)
         timesheet_accrue_running(now=at(15))
 
-        again = timesheet_start(timesheet=timesheet, now=at(20))
+        again = timesheet_start(timesheet_id=timesheet.pk, now=at(20))
 
         assert (again.accrued_until, again.imputed) == (at(15), timedelta(seconds=5))
         assert again.running_since == at(10)
@@ -82,7 +82,7 @@ class TestStart:
         timesheet.project.refresh_from_db()
 
         with pytest.raises(ProjectInactive, match="archived"):
-            timesheet_start(timesheet=timesheet, now=at(1))
+            timesheet_start(timesheet_id=timesheet.pk, now=at(1))
         with pytest.raises(ProjectInactive):
             timesheet_create(owner=alice, project=timesheet.project, description="", now=at(1))
 
@@ -154,7 +154,7 @@ class TestStop:
         timesheet = new(alice, project, start_at=0)
         timesheet_accrue_running(now=at(5))
 
-        stopped = timesheet_stop(timesheet=timesheet, now=at(7.25))
+        stopped = timesheet_stop(timesheet_id=timesheet.pk, now=at(7.25))
 
         assert stopped.status == STOPPED
         assert stopped.imputed == timedelta(seconds=7.25)
@@ -164,9 +164,9 @@ class TestStop:
 
     def test_stopping_a_stopped_timesheet_is_a_no_op(self, alice: Any, project: Project) -> None:
         timesheet = new(alice, project, start_at=0)
-        timesheet_stop(timesheet=timesheet, now=at(4))
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(4))
 
-        again = timesheet_stop(timesheet=timesheet, now=at(9))
+        again = timesheet_stop(timesheet_id=timesheet.pk, now=at(9))
 
         assert again.imputed == timedelta(seconds=4)
         assert Segment.objects.get(timesheet=timesheet).ended_at == at(4)
@@ -177,66 +177,88 @@ class TestStop:
         timesheet = new(alice, project, start_at=0)
         timesheet_accrue_running(now=at(10))  # another process, with a faster clock
 
-        stopped = timesheet_stop(timesheet=timesheet, now=at(9))
+        stopped = timesheet_stop(timesheet_id=timesheet.pk, now=at(9))
 
         assert stopped.imputed == timedelta(seconds=10)
         assert Segment.objects.get(timesheet=timesheet).ended_at == at(10)
 
     def test_restarting_adds_a_segment(self, alice: Any, project: Project) -> None:
         timesheet = new(alice, project, start_at=0)
-        timesheet_stop(timesheet=timesheet, now=at(3))
-        timesheet_start(timesheet=timesheet, now=at(100))
-        timesheet_stop(timesheet=timesheet, now=at(104.5))
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(3))
+        timesheet_start(timesheet_id=timesheet.pk, now=at(100))
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(104.5))
 
         assert fresh(timesheet).imputed == timedelta(seconds=7.5)
         assert segments_total(timesheet.pk, now=at(200)) == timedelta(seconds=7.5)
 
 
+@pytest.fixture(params=["sync", "native"])
+def accrue(request: pytest.FixtureRequest) -> Callable[..., int]:
+    """The accrual, through the sync path or the one driven from the event loop."""
+    if request.param == "sync":
+        return timesheet_accrue_running
+
+    def natively(**arguments: Any) -> int:
+        return async_to_sync(timesheet_aaccrue_running)(**arguments)
+
+    return natively
+
+
 class TestAccrue:
-    def test_moves_every_running_watermark_in_one_update(
-        self, alice: Any, bob: Any, project: Project
+    def test_moves_every_running_watermark_in_batches(
+        self,
+        make_user: Any,
+        project: Project,
+        accrue: Callable[..., int],
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        running = [new(alice, project, start_at=0), new(bob, project, start_at=2)]
-        idle = new(alice, project)  # never started
+        running = [new(make_user(f"u{n}"), project, start_at=n) for n in range(5)]
+        idle = new(running[0].owner, project)  # never started
+        batches: list[Batch] = []
+        batch = services._accrue_batch
 
-        with CaptureQueriesContext(connection) as queries:
-            advanced = timesheet_accrue_running(now=at(10))
+        def recorded(**arguments: Any) -> Batch:
+            batches.append(batch(**arguments))
+            return batches[-1]
 
-        assert advanced == 2
-        assert len(queries) == 1
-        assert queries[0]["sql"].startswith("UPDATE")
-        assert fresh(running[0]).imputed == timedelta(seconds=10)
-        assert fresh(running[1]).imputed == timedelta(seconds=8)
-        assert fresh(running[1]).accrued_until == at(10)
+        monkeypatch.setattr(services, "_accrue_batch", recorded)
+
+        advanced = accrue(now=at(10), batch_size=2)
+
+        assert advanced == 5
+        assert [b.moved for b in batches] == [2, 2, 1, 0], "two per batch, then none left"
+        assert [fresh(t).imputed for t in running] == [timedelta(seconds=10 - n) for n in range(5)]
+        assert all(fresh(t).accrued_until == at(10) for t in running)
         assert fresh(idle).imputed == timedelta(0)
         assert_invariants(now=at(10))
 
     def test_a_late_or_repeated_run_counts_nothing_twice(
-        self, alice: Any, project: Project
+        self, alice: Any, project: Project, accrue: Callable[..., int]
     ) -> None:
         timesheet = new(alice, project, start_at=0)
 
-        assert timesheet_accrue_running(now=at(5)) == 1
-        assert timesheet_accrue_running(now=at(5)) == 0, "same instant: nothing to add"
-        assert timesheet_accrue_running(now=at(4)) == 0, "a slower clock: never negative"
-        assert timesheet_accrue_running(now=at(6.000001)) == 1
+        assert accrue(now=at(5)) == 1
+        assert accrue(now=at(5)) == 0, "same instant: nothing to add"
+        assert accrue(now=at(4)) == 0, "a clock behind the watermark: never negative"
+        assert fresh(timesheet).accrued_until == at(5), "the watermark never moves back"
+        assert accrue(now=at(6.000001)) == 1
 
         assert fresh(timesheet).imputed == timedelta(seconds=6, microseconds=1)
 
     def test_interleaved_processes_count_each_second_once(
-        self, alice: Any, bob: Any, project: Project
+        self, alice: Any, bob: Any, project: Project, accrue: Callable[..., int]
     ) -> None:
         timesheets = [new(alice, project, start_at=0), new(bob, project, start_at=0.5)]
         # Three processes whose clocks disagree by a few milliseconds, ticking out of order.
         for now in [1.002, 1.0, 1.001, 2.0, 2.003, 1.999, 3.5, 3.499]:
-            timesheet_accrue_running(now=at(now))
+            accrue(now=at(now))
 
         assert [fresh(t).imputed for t in timesheets] == [
             timedelta(seconds=3.5),
             timedelta(seconds=3.0),
         ]
 
-    def test_native_async_orm_gives_identical_results(
+    def test_both_paths_give_identical_results(
         self, alice: Any, bob: Any, project: Project
     ) -> None:
         timesheets = [new(alice, project, start_at=0), new(bob, project, start_at=1.5)]
@@ -257,17 +279,126 @@ class TestAccrue:
         assert after_native == after_sync
 
 
+class TestClockOrder:
+    """Whatever the clocks say, a run never starts before the end of the one it follows."""
+
+    def test_a_restart_with_a_clock_behind_starts_where_the_last_run_ended(
+        self, alice: Any, project: Project
+    ) -> None:
+        timesheet = new(alice, project, start_at=0)
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(100))
+
+        restarted = timesheet_start(timesheet_id=timesheet.pk, now=at(40))  # the clock stepped back
+
+        assert restarted.running_since == restarted.accrued_until == at(100)
+        timesheet_stop(timesheet_id=timesheet.pk, now=at(130))
+        assert fresh(timesheet).imputed == timedelta(seconds=130)
+        assert_invariants(now=at(130))
+
+    def test_a_replacing_start_behind_the_replaced_watermark_follows_it(
+        self, alice: Any, project: Project
+    ) -> None:
+        first = new(alice, project, start_at=0)
+        timesheet_accrue_running(now=at(60))  # a process whose clock is ahead
+
+        second = new(alice, project, start_at=30)
+
+        replaced = Segment.objects.get(timesheet=first)
+        assert (replaced.ended_at, replaced.end_reason) == (at(60), Segment.EndReason.REPLACED)
+        assert fresh(first).imputed == timedelta(seconds=60), "nothing taken back"
+        assert second.running_since == at(60)
+        assert_invariants(now=at(60))
+
+    def test_a_persons_next_run_never_starts_before_their_last_one_ended(
+        self, alice: Any, project: Project
+    ) -> None:
+        first = new(alice, project, start_at=0)
+        timesheet_stop(timesheet_id=first.pk, now=at(50))
+
+        other = new(alice, project, start_at=20)
+
+        assert other.running_since == at(50)
+        assert Segment.objects.get(timesheet=other).exclusive
+        assert_invariants(now=at(60))
+
+    def test_under_a_higher_limit_a_persons_runs_may_overlap(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_PER_USER = 2
+        first = new(alice, project, start_at=0)
+        timesheet_stop(timesheet_id=first.pk, now=at(50))
+
+        other = new(alice, project, start_at=20)
+
+        assert other.running_since == at(20)
+        assert not Segment.objects.get(timesheet=other).exclusive
+        assert_invariants(now=at(60), max_running_per_user=2)
+
+
 class TestMaximumRunLength:
-    def test_accrual_stops_at_the_limit(self, alice: Any, project: Project, settings: Any) -> None:
+    def test_accrual_stops_at_the_limit(
+        self, alice: Any, project: Project, settings: Any, accrue: Callable[..., int]
+    ) -> None:
         settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
         timesheet = new(alice, project, start_at=0)
 
-        timesheet_accrue_running(now=at(3000))
-        timesheet_accrue_running(now=at(3700))
-        assert timesheet_accrue_running(now=at(3800)) == 0
+        accrue(now=at(3000))
+        accrue(now=at(3700))
+        assert accrue(now=at(3800)) == 0
 
         assert fresh(timesheet).accrued_until == at(3600)
         assert fresh(timesheet).imputed == timedelta(hours=1)
+
+    def test_a_lowered_limit_never_takes_accrued_time_back(
+        self, alice: Any, project: Project, settings: Any, accrue: Callable[..., int]
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 12
+        timesheet = new(alice, project, start_at=0)
+        accrue(now=at(7200))
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+
+        assert accrue(now=at(7300)) == 0
+        assert (fresh(timesheet).imputed, fresh(timesheet).accrued_until) == (
+            timedelta(hours=2),
+            at(7200),
+        )
+        assert timesheet_stop_forgotten(now=at(7300)) == 1
+
+        stopped = fresh(timesheet)
+        assert (stopped.status, stopped.auto_stopped) == (STOPPED, True), "flagged for review"
+        assert stopped.imputed == timedelta(hours=2), "time already counted stays counted"
+        segment = Segment.objects.get(timesheet=timesheet)
+        assert (segment.ended_at, segment.end_reason) == (at(7200), Segment.EndReason.AUTO)
+        assert_invariants(now=at(7300))
+
+    def test_a_stop_under_a_lowered_limit_ends_at_the_watermark(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 12
+        timesheet = new(alice, project, start_at=0)
+        timesheet_accrue_running(now=at(7200))
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+
+        stopped = timesheet_stop(timesheet_id=timesheet.pk, now=at(9000))
+
+        assert stopped.imputed == timedelta(hours=2)
+        assert stopped.auto_stopped
+        assert Segment.objects.get(timesheet=timesheet).ended_at == at(7200)
+
+    def test_a_replacing_start_under_a_lowered_limit_takes_nothing_back(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 12
+        first = new(alice, project, start_at=0)
+        timesheet_accrue_running(now=at(7200))
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+
+        second = new(alice, project, start_at=9000)
+
+        assert (fresh(first).imputed, fresh(first).auto_stopped) == (timedelta(hours=2), True)
+        assert Segment.objects.get(timesheet=first).end_reason == Segment.EndReason.AUTO
+        assert second.running_since == at(9000)
+        assert_invariants(now=at(9000))
 
     def test_forgotten_runs_stop_at_exactly_the_limit(
         self, alice: Any, bob: Any, project: Project, settings: Any
@@ -306,18 +437,20 @@ class TestMaximumRunLength:
         settings.TIMESHEETS_MAX_RUNNING_HOURS = 0.5
         timesheet = new(alice, project, start_at=0)
 
-        stopped = timesheet_stop(timesheet=timesheet, now=at(5000))
+        stopped = timesheet_stop(timesheet_id=timesheet.pk, now=at(5000))
 
         assert stopped.imputed == timedelta(minutes=30)
         assert stopped.auto_stopped
         assert Segment.objects.get(timesheet=timesheet).end_reason == Segment.EndReason.AUTO
 
-    def test_zero_disables_the_limit(self, alice: Any, project: Project, settings: Any) -> None:
+    def test_zero_disables_the_limit(
+        self, alice: Any, project: Project, settings: Any, accrue: Callable[..., int]
+    ) -> None:
         settings.TIMESHEETS_MAX_RUNNING_HOURS = 0
         timesheet = new(alice, project, start_at=0)
 
         assert timesheet_stop_forgotten(now=at(10**6)) == 0
-        timesheet_accrue_running(now=at(10**6))
+        accrue(now=at(10**6))
         assert fresh(timesheet).imputed == timedelta(seconds=10**6)
 
 

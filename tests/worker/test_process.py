@@ -206,13 +206,11 @@ def test_a_script_that_exits_stops_its_runner_with_a_final_accrual(staff: User) 
 
     from tests.processes import ROOT, test_database_url
     from timesheets.models import Project, Timesheet
-    from timesheets.services import timesheet_create, timesheet_start
+    from timesheets.services import timesheet_create
 
     project = Project.objects.create(code="ops", designation="Operations")
     now = timezone.now()
-    timesheet = timesheet_start(
-        timesheet=timesheet_create(owner=staff, project=project, description="", now=now), now=now
-    )
+    timesheet = timesheet_create(owner=staff, project=project, description="", now=now, start=True)
 
     result = subprocess.run(
         [sys.executable, "-c", EXIT_WITH_A_RUNNER],

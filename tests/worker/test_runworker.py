@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import struct
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +16,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from tests import processes
 from tests.invariants import assert_invariants
 from tests.processes import Service
 from timesheets.models import Project, Timesheet
-from timesheets.services import timesheet_create, timesheet_start
+from timesheets.services import timesheet_create
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -33,9 +37,7 @@ def test_sigterm_stops_gracefully_with_a_final_accrual(
     services: list[Service], alice: User, project: Project
 ) -> None:
     now = timezone.now()
-    timesheet = timesheet_start(
-        timesheet=timesheet_create(owner=alice, project=project, description="", now=now), now=now
-    )
+    timesheet = timesheet_create(owner=alice, project=project, description="", now=now, start=True)
     worker = Service("runworker", env={"WORKER_TICK_SECONDS": "0.2"})
     services.append(worker)
     worker.wait_for("job_run", where=lambda event: event["rows"] == 1)
@@ -120,3 +122,53 @@ def test_a_taken_metrics_port_stops_it_with_one_clear_line(services: list[Servic
         f"CommandError: Cannot serve metrics on 127.0.0.1:{port}: Address already in use. "
         "Choose another --metrics-port (WORKER_METRICS_PORT) or --metrics-host."
     ]
+
+
+STOP_BOUND = 25.0  # seconds from SIGTERM to exit, whatever the jobs wait for: the README's
+
+
+@contextmanager
+def jobs_blocked() -> Iterator[None]:
+    """Hold what the accrual needs: the timesheets table (PostgreSQL), the database (SQLite)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        with psycopg.connect(processes.test_database_url()) as other:
+            other.execute("LOCK TABLE timesheets_timesheet IN ACCESS EXCLUSIVE MODE")
+            yield
+            other.rollback()
+        return
+    writer = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        yield
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+
+
+def test_sigterm_during_a_blocked_accrual_stops_within_the_bound(
+    services: list[Service], alice: User, project: Project
+) -> None:
+    timesheet_create(owner=alice, project=project, description="", now=timezone.now(), start=True)
+    worker = Service("runworker", env={"WORKER_TICK_SECONDS": "0.2"})
+    services.append(worker)
+    worker.wait_for("job_run", where=lambda event: event["rows"] == 1)
+
+    with jobs_blocked():
+        time.sleep(0.5)  # the next accrual, due within 0.2 s, now waits for the lock
+        sent_at = time.monotonic()
+        worker.send(signal.SIGTERM)
+        code = worker.wait(STOP_BOUND + 5)
+        stopped_in = time.monotonic() - sent_at
+
+    assert code == 0, worker.output
+    assert stopped_in < STOP_BOUND, worker.output
+    failed = worker.events("job_failed")
+    assert failed, "the accrual was blocked, and gave up"
+    assert any(word in failed[0]["error"] for word in ("lock timeout", "database is locked")), (
+        failed
+    )
+    assert worker.events("runner_stopped")
