@@ -1,7 +1,10 @@
-# syntax=docker/dockerfile:1
+# The base: the official image by default; any image with the same Python 3.13 serves
+# (docker build --build-arg PYTHON_IMAGE=...), such as one made where no registry is reachable.
+# No `# syntax=` line either: the engine's own Dockerfile frontend builds it, with no download.
+ARG PYTHON_IMAGE=python:3.13.13-slim-trixie
 
 # --- builder: the dependencies from the lock, then the source and the collected static files
-FROM python:3.13.13-slim-trixie AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PATH="/app/.venv/bin:$PATH" \
     UV_COMPILE_BYTECODE=1 \
@@ -25,17 +28,21 @@ RUN chmod 0755 docker/entrypoint.sh \
        python manage.py collectstatic --noinput
 
 # --- runtime: the same Python, the virtual environment and the app, run by an unprivileged user
-FROM python:3.13.13-slim-trixie AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
-    PORT=8000
+    PORT=8000 \
+    DEBUG=false
 
+# /data belongs to the app: a volume mounted there starts with that owner, so it can hold a
+# SQLite file (DATABASE_URL=sqlite:////data/db.sqlite3) when there is no PostgreSQL.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
-       --shell /usr/sbin/nologin app
+       --shell /usr/sbin/nologin app \
+    && install -d -o app -g app -m 0750 /data
 
 WORKDIR /app
 # Owned by root: the app can read its code and static files but not change them.

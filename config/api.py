@@ -7,7 +7,7 @@ errors add ``errors``, the field-by-field list.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from config.database_problems import is_unmigrated
 from timesheets.api import router as timesheets_router
 from timesheets.auth import BearerToken, Session
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
+from timesheets.schemas import api_instant
 from worker.api import router as worker_router
 
 logger = structlog.get_logger("http")
@@ -34,12 +35,9 @@ logger = structlog.get_logger("http")
 
 class JsonEncoder(NinjaJSONEncoder):
     def default(self, o: Any) -> Any:
-        # Django's encoder cuts times to milliseconds; the API promises microseconds, so that
-        # clients can check that accumulated time equals the sum of its runs exactly. Always
-        # six digits and always UTC, so that every time has one spelling.
+        # Django's encoder cuts times to milliseconds; the API promises microseconds.
         if isinstance(o, datetime) and o.tzinfo is not None:
-            utc = o.astimezone(UTC).replace(tzinfo=None)
-            return utc.isoformat(timespec="microseconds") + "Z"
+            return api_instant(o)
         return super().default(o)
 
 

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "ninja",
     "timesheets",
+    "events",
     "worker",
 ]
 
@@ -287,6 +288,19 @@ TIMESHEETS_MAX_RUNNING_HOURS = env_float(
     description=(
         "A run longer than this is stopped at exactly this length and flagged for review. "
         "0 disables the limit."
+    ),
+)
+
+# --- Events -------------------------------------------------------------------------------
+
+EVENTS_RETENTION_HOURS = env_float(
+    "EVENTS_RETENTION_HOURS",
+    default=168,
+    minimum=1,
+    maximum=24 * 366,
+    description=(
+        "How long events are kept, in hours: a client of the event stream that reconnects "
+        "later than this misses some and is told so."
     ),
 )
 

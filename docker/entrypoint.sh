@@ -4,7 +4,8 @@
 #                  WORKER_AUTOSTART=false
 #   worker         run only the periodic jobs (manage.py runworker)
 #   migrate        apply the migrations, then exit
-#   anything else  run as given, e.g. "python manage.py createsuperuser"
+#   anything else  run as given, e.g. "python manage.py createsuperuser"; a name that is
+#                  neither a role nor a command stops with one line listing the roles
 # web, worker and migrate first wait, at most DATABASE_WAIT_SECONDS, for the database.
 set -eu
 
@@ -71,6 +72,11 @@ case "$role" in
         exec python manage.py migrate --noinput "$@"
         ;;
     *)
+        if ! command -v "$role" > /dev/null 2>&1; then
+            echo "Unknown role '$role': use web (the default), worker or migrate," \
+                "or a command to run, such as python manage.py shell." >&2
+            exit 2
+        fi
         exec "$role" "$@"
         ;;
 esac

@@ -81,6 +81,19 @@ def check_jsonschema(document: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def manage_check(environment: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py check`` in exactly this environment (and PATH): do the settings accept it?"""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *options],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load_compose()
@@ -106,7 +119,11 @@ def test_the_validation_rejects_a_file_the_specification_forbids(tmp_path: Path)
 def test_four_services_one_image_for_the_app(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"db", "migrate", "web", "worker"}
-    assert {services[name]["build"] for name in APP_SERVICES} == {"."}
+    images = {services[name]["image"] for name in APP_SERVICES}
+    assert images == {"${TIMESHEETS_IMAGE:-timesheets:latest}"}, "one name, set from outside"
+    # Built once, by the first of them to start; the others run the image it made.
+    assert [name for name in APP_SERVICES if "build" in services[name]] == ["migrate"]
+    assert services["migrate"]["build"] == "."
     assert [services[name]["command"] for name in APP_SERVICES] == [
         ["migrate"],
         ["web"],
@@ -139,7 +156,10 @@ def test_migrations_run_once_before_web_and_worker_start(compose: dict[str, Any]
 
 def test_web_is_published_and_checked_on_healthz(compose: dict[str, Any]) -> None:
     web = compose["services"]["web"]
-    assert web["ports"] == ["8000:8000"]
+    assert web["ports"] == ["${WEB_PUBLISH:-127.0.0.1:8000}:8000"]
+    assert [interpolate(port) for port in web["ports"]] == ["127.0.0.1:8000:8000"], (
+        "this machine only, unless told otherwise"
+    )
     check = web["healthcheck"]["test"]
     assert check[0] == "CMD"
     assert "http://127.0.0.1:8000/healthz" in " ".join(check)
@@ -200,14 +220,5 @@ def test_web_runs_the_jobs_unless_told_otherwise(compose: dict[str, Any]) -> Non
 def test_the_settings_accept_each_app_services_environment(
     compose: dict[str, Any], name: str
 ) -> None:
-    environment = {"PATH": os.environ["PATH"], **service_environment(name, compose)}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = manage_check(service_environment(name, compose))
     assert result.returncode == 0, result.stdout + result.stderr

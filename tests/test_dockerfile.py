@@ -43,14 +43,29 @@ def instructions(text: str) -> list[Instruction]:
 
 
 def stages(text: str = "") -> list[list[Instruction]]:
-    """The build stages, each beginning with its FROM."""
+    """The build stages, each beginning with its FROM (global ARGs before the first are left
+    out: see ``global_arguments``)."""
     result: list[list[Instruction]] = []
     for instruction in instructions(text or DOCKERFILE.read_text()):
         if instruction.keyword == "FROM":
             result.append([])
-        assert result, "a Dockerfile begins with FROM"
+        if not result and instruction.keyword == "ARG":
+            continue
+        assert result, "a Dockerfile begins with FROM, after global ARGs"
         result[-1].append(instruction)
     return result
+
+
+def global_arguments(text: str = "") -> dict[str, str]:
+    """The build arguments declared before the first FROM, with their defaults."""
+    found: dict[str, str] = {}
+    for instruction in instructions(text or DOCKERFILE.read_text()):
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, _, default = instruction.arguments.partition("=")
+            found[name] = default
+    return found
 
 
 def arguments(stage: list[Instruction], keyword: str) -> list[str]:
@@ -116,8 +131,10 @@ def test_two_stages_on_the_same_pinned_python() -> None:
     assert builder[0].arguments.endswith(" AS builder")
     images = [stage[0].arguments.split()[0] for stage in (builder, runtime)]
     # The virtual environment's interpreter is a link to the builder's Python.
-    assert images[0] == images[1]
-    assert PINNED_PYTHON.fullmatch(images[0]), images[0]
+    assert images == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    # The official image unless the build names another base (--build-arg PYTHON_IMAGE=...).
+    default = global_arguments()["PYTHON_IMAGE"]
+    assert PINNED_PYTHON.fullmatch(default), default
     assert any(copy.startswith("--from=builder /app ") for copy in arguments(runtime, "COPY"))
 
 
@@ -159,8 +176,18 @@ def test_the_runtime_environment() -> None:
     assert values["PYTHONUNBUFFERED"] == "1"
     assert values["PYTHONDONTWRITEBYTECODE"] == "1"
     assert values["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
+    assert values["DEBUG"] == "false", "production settings unless told otherwise"
     assert arguments(runtime, "WORKDIR") == ["/app"]
     assert arguments(runtime, "EXPOSE") == ["8000"]
+
+
+def test_the_app_owns_an_empty_data_folder_for_a_sqlite_volume() -> None:
+    runtime = stages()[-1]
+    user = arguments(runtime, "USER")[-1]
+    (create,) = [run for run in arguments(runtime, "RUN") if "useradd" in run]
+    # A volume mounted on /data takes the folder's owner, so the app can write its file there.
+    assert re.search(r"\binstall -d -o app -g app -m 07[0-7]0 /data\b", create), create
+    assert user == "10001:10001"
 
 
 def test_the_health_check_asks_healthz_with_python() -> None:
@@ -232,6 +259,8 @@ def sent_to_the_build(path: str) -> bool:
         ("staticfiles/staticfiles.json", False),
         ("timesheets/__pycache__/models.cpython-313.pyc", False),
         ("tests/conftest.py", False),
+        ("container_check/stack.py", False),
+        ("deploy/kubernetes/web.yaml", False),
     ],
 )
 def test_the_build_context_sends_the_app_and_leaves_local_state_out(path: str, sent: bool) -> None:

@@ -353,3 +353,19 @@ def test_any_other_command_runs_as_given_without_waiting(
 
     assert container.wait(10) == 0
     assert container.output == "['one', 'two words']\n"
+
+
+@pytest.mark.parametrize("role", ["wbe", "serve"])
+def test_an_unknown_role_stops_with_one_line_listing_the_roles(
+    containers: list[Container], environment: dict[str, str], role: str
+) -> None:
+    environment |= {"DATABASE_URL": UNREACHABLE, "DATABASE_WAIT_SECONDS": "30"}
+
+    container = Container(role, env=environment)
+    containers.append(container)
+
+    assert container.wait(10) == 2
+    assert container.plain_lines() == [
+        f"Unknown role '{role}': use web (the default), worker or migrate, or a command to "
+        "run, such as python manage.py shell."
+    ]

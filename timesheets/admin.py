@@ -277,10 +277,15 @@ class TimesheetAdmin(TimesheetAdminBase):
     ) -> None:
         if change:
             if "description" in form.changed_data:
-                timesheet_describe(timesheet=obj, description=obj.description)
+                timesheet_describe(
+                    timesheet=obj, description=obj.description, actor_id=request.user.pk
+                )
             return
         created = timesheet_create(
-            owner=obj.owner, project=obj.project, description=obj.description
+            owner=obj.owner,
+            project=obj.project,
+            description=obj.description,
+            actor_id=request.user.pk,
         )
         # The admin goes on with the instance its form built (for the log and the redirect).
         obj.pk = created.pk
@@ -352,7 +357,7 @@ class TimesheetAdmin(TimesheetAdminBase):
         for timesheet in queryset.order_by("pk"):
             before = timesheet.status
             try:
-                after = operation(timesheet_id=timesheet.pk).status
+                after = operation(timesheet_id=timesheet.pk, actor_id=request.user.pk).status
             except ProjectInactive as error:
                 self.message_user(
                     request, f"Timesheet #{timesheet.pk}: {error.message}", messages.ERROR
@@ -401,7 +406,10 @@ class ProjectAdmin(ProjectAdminBase):
             obj.save(update_fields=form.changed_data)
             return
         created = project_create(
-            code=obj.code, designation=obj.designation, is_active=obj.is_active
+            code=obj.code,
+            designation=obj.designation,
+            is_active=obj.is_active,
+            actor_id=request.user.pk,
         )
         obj.pk = created.pk
         obj.refresh_from_db()

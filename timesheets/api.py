@@ -228,5 +228,6 @@ async def create_project(request: HttpRequest, payload: ProjectIn) -> Status[Pro
         code=payload.code,
         designation=payload.designation,
         is_active=payload.is_active,
+        actor_id=_caller(request).pk,
     )
     return Status(201, ProjectOut.of(project))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
 from pydantic import (
@@ -20,6 +20,16 @@ from timesheets.models import Project, Timesheet
 from timesheets.selectors import timesheet_live
 
 MAX_ID = 2**63 - 1  # the largest primary key the database can hold
+
+
+def api_instant(value: datetime) -> str:
+    """How the API spells an instant: UTC, always six decimals, a trailing Z.
+
+    Microseconds, so that clients can check that accumulated time equals the sum of its runs
+    exactly; one spelling per instant, so that equal instants compare equal as text.
+    """
+    utc = value.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def _storable(value: str) -> str:
@@ -171,3 +181,18 @@ class TimesheetPage(Schema):
     count: int = Field(description="How many timesheets match, over all pages.")
     limit: int
     offset: int
+
+
+def timesheet_json(timesheet: Timesheet) -> dict[str, Any]:
+    """The timesheet as the API represents it, ready for JSON (events and webhooks carry it)."""
+    data: dict[str, Any] = TimesheetOut.of(timesheet).model_dump()
+    for name, value in data.items():
+        if isinstance(value, datetime):
+            data[name] = api_instant(value)
+    return data
+
+
+def project_json(project: Project) -> dict[str, Any]:
+    """The project as the API represents it."""
+    data: dict[str, Any] = ProjectOut.of(project).model_dump()
+    return data

@@ -22,11 +22,24 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DurationField, F, OuterRef, Q, QuerySet, Subquery, Sum, When
+from django.db.models import (
+    Case,
+    DurationField,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    When,
+)
 from django.db.models.functions import Coalesce
 
+from events.models import Event
+from events.services import NewEvent, event_record
 from timesheets import clock
-from timesheets.backends import Batch, RunState, backend
+from timesheets.backends import Batch, Ending, Opening, backend
 from timesheets.exceptions import (
     CorrectionRefused,
     ProjectCodeTaken,
@@ -35,7 +48,14 @@ from timesheets.exceptions import (
 )
 from timesheets.expressions import Elapsed, Latest, Plus, Shift, duration, instant
 from timesheets.models import ApiToken, Correction, Project, Segment, Timesheet
-from timesheets.policy import max_run_length, max_running_per_user, runs_are_exclusive
+from timesheets.policy import (
+    max_run_length,
+    max_running_per_user,
+    run_end,
+    run_reached_limit,
+    runs_are_exclusive,
+)
+from timesheets.schemas import project_json, timesheet_json
 
 logger = structlog.get_logger("timesheets")
 
@@ -53,16 +73,34 @@ JOB_STATEMENT_TIMEOUT = 5.0  # seconds
 
 
 def project_create(
-    *, code: str, designation: str, is_active: bool = True, now: datetime | None = None
+    *,
+    code: str,
+    designation: str,
+    is_active: bool = True,
+    actor_id: int | None = None,
+    now: datetime | None = None,
 ) -> Project:
     try:
         with transaction.atomic():
-            return Project.objects.create(
+            project = Project.objects.create(
                 code=code,
                 designation=designation,
                 is_active=is_active,
                 created_at=clock.current(now),
             )
+            event_record(
+                events=[
+                    NewEvent(
+                        type=Event.Type.PROJECT_CREATED,
+                        owner_id=None,
+                        timesheet_id=None,
+                        data=project_json(project),
+                    )
+                ],
+                actor_id=actor_id,
+                occurred_at=project.created_at,
+            )
+            return project
     except IntegrityError:
         if Project.objects.filter(code=code).exists():
             raise ProjectCodeTaken(
@@ -81,6 +119,7 @@ def timesheet_create(
     description: str,
     now: datetime | None = None,
     start: bool = False,
+    actor_id: int | None = None,
 ) -> Timesheet:
     _ensure_active(project)
     with transaction.atomic():
@@ -91,31 +130,57 @@ def timesheet_create(
             created_at=clock.current(now),
             updated_at=clock.current(now),
         )
+        timesheet.read_at = timesheet.created_at
+        _record_events(
+            [_timesheet_event(Event.Type.TIMESHEET_CREATED, timesheet)],
+            actor_id=owner.pk if actor_id is None else actor_id,
+            at=timesheet.created_at,
+        )
         if start:
-            timesheet = timesheet_start(timesheet_id=timesheet.pk, owner_id=owner.pk, now=now)
+            timesheet = timesheet_start(
+                timesheet_id=timesheet.pk, owner_id=owner.pk, actor_id=actor_id, now=now
+            )
     return timesheet
 
 
 def timesheet_describe(
-    *, timesheet: Timesheet, description: str, now: datetime | None = None
+    *,
+    timesheet: Timesheet,
+    description: str,
+    actor_id: int | None = None,
+    now: datetime | None = None,
 ) -> Timesheet:
     """Change what the timesheet is for; its time is not touched."""
-    Timesheet.objects.filter(pk=timesheet.pk).update(
-        description=description, updated_at=clock.current(now)
-    )
-    timesheet.refresh_from_db(fields=["description", "updated_at"])
+    with transaction.atomic():
+        current = _locked(now).get(pk=timesheet.pk)
+        Timesheet.objects.filter(pk=current.pk).update(
+            description=description, updated_at=current.read_at
+        )
+        assert current.read_at is not None
+        current.description, current.updated_at = description, current.read_at
+        _record_events(
+            [_timesheet_event(Event.Type.TIMESHEET_UPDATED, current)],
+            actor_id=current.owner_id if actor_id is None else actor_id,
+            at=current.read_at,
+        )
+    timesheet.description, timesheet.updated_at = description, current.updated_at
     return timesheet
 
 
 def timesheet_start(
-    *, timesheet_id: int, owner_id: int | None = None, now: datetime | None = None
+    *,
+    timesheet_id: int,
+    owner_id: int | None = None,
+    actor_id: int | None = None,
+    now: datetime | None = None,
 ) -> Timesheet:
     """Start the timesheet's clock; return it. Starting a running timesheet changes nothing.
 
     With ``owner_id``, only that person's timesheet is started (``Timesheet.DoesNotExist``
-    otherwise). Under a per-person limit, the owner's longest-running timesheets are stopped
-    (end reason ``replaced``) until this one fits, in the same transaction. The run starts now,
-    but never before the end of a run it must follow.
+    otherwise); ``actor_id`` is who does it (its owner unless said otherwise). Under a
+    per-person limit, the owner's longest-running timesheets are stopped (end reason
+    ``replaced``) until this one fits, in the same transaction. The run starts now, but never
+    before the end of a run it must follow, whatever the clocks did.
     """
     with transaction.atomic():
         if owner_id is None:
@@ -128,8 +193,8 @@ def timesheet_start(
             .filter(pk=owner_id)
             .values_list("pk", flat=True)
         )
-        # This timesheet and the person's running ones, locked, so that the next statement
-        # (which reads afresh) sees every stop of them that committed meanwhile.
+        # This timesheet and the person's running ones, locked: the statements after this one
+        # see every stop of them that committed while it waited.
         locked = {
             other.pk: other
             for other in _locked(now).filter(
@@ -142,23 +207,58 @@ def timesheet_start(
         if current.status == RUNNING:
             return current
         _ensure_active(current.project)
+        at = current.read_at
+        assert at is not None
+        max_run = max_run_length()
         replace, slot = _make_room(running=list(locked.values()), limit=max_running_per_user())
-        state = backend().start(
-            timesheet_id=current.pk,
-            owner_id=current.owner_id,
-            replace=replace,
-            slot=slot,
-            exclusive=runs_are_exclusive(),
-            now=now,
-            max_run=max_run_length(),
+        endings = [
+            _ending(locked[pk], at=at, reason=Segment.EndReason.REPLACED, max_run=max_run)
+            for pk in replace
+        ]
+        exclusive = runs_are_exclusive()
+        # Never before the end of this timesheet's last run, nor of the runs it replaces, nor,
+        # when the person's runs must not overlap, of any run of theirs: clocks may disagree or
+        # step back, and this transaction's reading may be older than another's commit.
+        earlier = Q(timesheet_id=timesheet_id) | (Q(owner_id=owner_id) if exclusive else Q())
+        last_end = Segment.objects.filter(earlier).aggregate(last=Max("ended_at"))["last"]
+        begin = max(
+            [at, *(ending.ended_at for ending in endings)] + ([last_end] if last_end else [])
         )
-    return _applied(current, state)
+        started = _with_state(
+            current,
+            status=RUNNING,
+            accrued_until=begin,
+            running_since=begin,
+            slot=slot,
+            updated_at=at,
+            read_at=at,
+        )
+        events = [
+            _stop_event(_after_ending(locked[ending.timesheet_id], ending, at=at), ending)
+            for ending in endings
+        ]
+        events.append(_timesheet_event(Event.Type.TIMESHEET_STARTED, started))
+        backend().write_runs(
+            endings=endings,
+            opening=Opening(
+                timesheet_id=current.pk,
+                owner_id=owner_id,
+                started_at=begin,
+                slot=slot,
+                exclusive=exclusive,
+            ),
+            at=at,
+            events=events,
+            actor_id=owner_id if actor_id is None else actor_id,
+        )
+    return started
 
 
 def timesheet_stop(
     *,
     timesheet_id: int,
     owner_id: int | None = None,
+    actor_id: int | None = None,
     now: datetime | None = None,
     reason: Segment.EndReason = Segment.EndReason.USER,
 ) -> Timesheet:
@@ -169,18 +269,24 @@ def timesheet_stop(
     for review) and never before its watermark.
     """
     with transaction.atomic():
-        # Locked first, so that the stop (the next statement, which reads afresh) sees the run
-        # of a start that committed meanwhile.
         timesheets = _locked(now)
         if owner_id is not None:
             timesheets = timesheets.filter(owner_id=owner_id)
         current = timesheets.get(pk=timesheet_id)
         if current.status != RUNNING:
             return current
-        state = backend().stop(
-            timesheet_id=timesheet_id, reason=reason, now=now, max_run=max_run_length()
+        at = current.read_at
+        assert at is not None
+        ending = _ending(current, at=at, reason=reason, max_run=max_run_length())
+        stopped = _after_ending(current, ending, at=at)
+        backend().write_runs(
+            endings=[ending],
+            opening=None,
+            at=at,
+            events=[_stop_event(stopped, ending)],
+            actor_id=current.owner_id if actor_id is None else actor_id,
         )
-    return _applied(current, state)
+    return stopped
 
 
 def timesheet_accrue_running(
@@ -227,35 +333,34 @@ def timesheet_stop_forgotten(*, now: datetime | None = None) -> int:
     stopped = 0
     while True:
         with _job_transaction():
-            ids = list(
-                Timesheet.objects.select_for_update(skip_locked=True, no_key=True)
+            forgotten = list(
+                _locked(now, skip_locked=True)
                 .filter(
                     status=RUNNING,
                     running_since__lte=Shift(clock.current(now), duration(-limit)),
                 )
-                .order_by("pk")
-                .values_list("pk", flat=True)[:FORGOTTEN_BATCH]
+                .order_by("pk")[:FORGOTTEN_BATCH]
             )
-            if not ids:
+            if not forgotten:
                 return stopped
-            watermark = Timesheet.objects.filter(pk=OuterRef("timesheet_id")).values(
-                "accrued_until"
+            at = forgotten[0].read_at
+            assert at is not None
+            endings = [
+                _ending(timesheet, at=at, reason=Segment.EndReason.AUTO, max_run=limit)
+                for timesheet in forgotten
+            ]
+            backend().write_runs(
+                endings=endings,
+                opening=None,
+                at=at,
+                events=[
+                    _stop_event(_after_ending(timesheet, ending, at=at), ending)
+                    for timesheet, ending in zip(forgotten, endings, strict=True)
+                ],
+                actor_id=None,
             )
-            Segment.objects.filter(timesheet_id__in=ids, ended_at__isnull=True).update(
-                ended_at=Latest(Subquery(watermark), Shift(F("started_at"), duration(limit))),
-                end_reason=Segment.EndReason.AUTO,
-            )
-            end = Latest(F("accrued_until"), Shift(F("running_since"), duration(limit)))
-            stopped += Timesheet.objects.filter(pk__in=ids, status=RUNNING).update(
-                imputed=Plus(F("imputed"), Elapsed(end, F("accrued_until"))),
-                status=STOPPED,
-                accrued_until=None,
-                running_since=None,
-                slot=None,
-                auto_stopped=True,
-                updated_at=clock.current(now),
-            )
-        if len(ids) < FORGOTTEN_BATCH:
+            stopped += len(endings)
+        if len(forgotten) < FORGOTTEN_BATCH:
             return stopped
 
 
@@ -381,12 +486,10 @@ def timesheet_delete(
         if timesheet.status == RUNNING:
             timesheet = timesheet_stop(timesheet_id=timesheet.pk, now=now)
         at = clock.read(now)
+        timesheet.read_at = at
         before = {
-            "id": timesheet.pk,
+            **timesheet_json(timesheet),
             "owner_id": timesheet.owner_id,
-            "project_id": timesheet.project_id,
-            "description": timesheet.description,
-            "imputed_seconds": timesheet.imputed.total_seconds(),
             "segments": [_segment_record(run) for run in timesheet.segments.order_by("pk")],
         }
         _record(
@@ -509,13 +612,79 @@ def _make_room(*, running: list[Timesheet], limit: int) -> tuple[list[int], int 
     return [other.pk for other in leaving], slot
 
 
-def _locked(now: datetime | None) -> QuerySet[Timesheet]:
-    """Timesheets with their project, locked for this transaction, stamped with the clock."""
+def _locked(now: datetime | None, *, skip_locked: bool = False) -> QuerySet[Timesheet]:
+    """Timesheets with their project, locked for this transaction, stamped with the time
+    model's clock read by the same statement."""
     return (
-        Timesheet.objects.select_for_update(of=("self",), no_key=True)
+        Timesheet.objects.select_for_update(of=("self",), no_key=True, skip_locked=skip_locked)
         .select_related("project")
         .annotate(read_at=clock.current(now))  # type: ignore[no-redef]
     )
+
+
+def _ending(
+    timesheet: Timesheet, *, at: datetime, reason: str, max_run: timedelta | None
+) -> Ending:
+    """Where a running timesheet's run ends if it stops at ``at``, and its time once it has."""
+    assert timesheet.accrued_until is not None
+    assert timesheet.running_since is not None
+    end = run_end(
+        running_since=timesheet.running_since,
+        accrued_until=timesheet.accrued_until,
+        now=at,
+        max_run=max_run,
+    )
+    auto = run_reached_limit(running_since=timesheet.running_since, end=end, max_run=max_run)
+    return Ending(
+        timesheet_id=timesheet.pk,
+        ended_at=end,
+        reason=Segment.EndReason.AUTO if auto else reason,
+        imputed=timesheet.imputed + (end - timesheet.accrued_until),
+        auto=auto,
+    )
+
+
+def _after_ending(timesheet: Timesheet, ending: Ending, *, at: datetime) -> Timesheet:
+    return _with_state(
+        timesheet,
+        status=STOPPED,
+        imputed=ending.imputed,
+        accrued_until=None,
+        running_since=None,
+        slot=None,
+        auto_stopped=timesheet.auto_stopped or ending.auto,
+        updated_at=at,
+        read_at=at,
+    )
+
+
+def _with_state(timesheet: Timesheet, **state: Any) -> Timesheet:
+    """The timesheet with new values for its time fields (the caller's instance is changed)."""
+    for name, value in state.items():
+        setattr(timesheet, name, value)
+    return timesheet
+
+
+def _timesheet_event(type: Event.Type, timesheet: Timesheet) -> NewEvent:
+    return NewEvent(
+        type=type,
+        owner_id=timesheet.owner_id,
+        timesheet_id=timesheet.pk,
+        data={"timesheet": timesheet_json(timesheet)},
+    )
+
+
+def _stop_event(timesheet: Timesheet, ending: Ending) -> NewEvent:
+    event = _timesheet_event(
+        Event.Type.TIMESHEET_AUTO_STOPPED if ending.auto else Event.Type.TIMESHEET_STOPPED,
+        timesheet,
+    )
+    event.data["end_reason"] = ending.reason
+    return event
+
+
+def _record_events(events: list[NewEvent], *, actor_id: int | None, at: datetime) -> None:
+    event_record(events=events, actor_id=actor_id, occurred_at=at)
 
 
 def _lock_for_correction(*, timesheet_id: int, owner_id: int | None) -> Timesheet:
@@ -627,6 +796,15 @@ def _segment_record(segment: Segment) -> dict[str, Any]:
     }
 
 
+CORRECTION_EVENTS = {
+    Correction.Action.SEGMENT_ADDED: Event.Type.SEGMENT_CREATED,
+    Correction.Action.SEGMENT_CHANGED: Event.Type.SEGMENT_UPDATED,
+    Correction.Action.SEGMENT_DELETED: Event.Type.SEGMENT_DELETED,
+    Correction.Action.TIMESHEET_DELETED: Event.Type.TIMESHEET_DELETED,
+    Correction.Action.REVIEWED: Event.Type.TIMESHEET_REVIEWED,
+}
+
+
 def _record(
     action: Correction.Action,
     *,
@@ -638,32 +816,44 @@ def _record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    Correction.objects.create(
+    """Record the correction, and its event with the entry's new state."""
+    segment_id = segment.pk if segment is not None else segment_id
+    correction = Correction.objects.create(
         timesheet_id=timesheet_id,
-        segment_id=segment.pk if segment is not None else segment_id,
+        segment_id=segment_id,
         actor=actor,
         recorded_at=at,
         action=action,
         before=before,
         after=after,
     )
+    data: dict[str, Any]
+    if action == Correction.Action.TIMESHEET_DELETED:
+        assert before is not None
+        owner_id, data = before["owner_id"], {"timesheet": before}
+    else:
+        timesheet = Timesheet.objects.select_related("project").get(pk=timesheet_id)
+        timesheet.read_at = at
+        owner_id, data = timesheet.owner_id, {"timesheet": timesheet_json(timesheet)}
+    if segment_id is not None:
+        data["segment"] = after if after is not None else before
+    data["correction"] = {"id": correction.pk, "before": before, "after": after}
+    _record_events(
+        [
+            NewEvent(
+                type=CORRECTION_EVENTS[action],
+                owner_id=owner_id,
+                timesheet_id=timesheet_id,
+                data=data,
+            )
+        ],
+        actor_id=actor.pk,
+        at=at,
+    )
     logger.info(
         "time_corrected",
         action=str(action),
         timesheet_id=timesheet_id,
-        segment_id=segment.pk if segment is not None else segment_id,
+        segment_id=segment_id,
         actor_id=actor.pk,
     )
-
-
-def _applied(timesheet: Timesheet, state: RunState) -> Timesheet:
-    """The timesheet with the state a write left; it keeps the relations it has loaded."""
-    timesheet.status = state.status
-    timesheet.imputed = state.imputed
-    timesheet.accrued_until = state.accrued_until
-    timesheet.running_since = state.running_since
-    timesheet.slot = state.slot
-    timesheet.auto_stopped = state.auto_stopped
-    timesheet.updated_at = state.updated_at
-    timesheet.read_at = state.read_at
-    return timesheet

@@ -103,6 +103,23 @@ def test_sqlite_has_no_server_to_wait_for(tmp_path: Path) -> None:
     assert not database.exists(), "nothing to wait for, and no empty file left behind"
 
 
+def test_sqlite_with_nowhere_to_write_fails_with_one_clear_line(tmp_path: Path) -> None:
+    database = tmp_path / "missing" / "db.sqlite3"
+
+    result, took = wait_for_database(f"sqlite:///{database}", "--timeout", "30")
+
+    assert result.returncode == 1
+    assert took < 10
+    (message,) = plain_lines(result.stdout + result.stderr)
+    assert message == (
+        f"CommandError: The SQLite database {database} cannot be written: its folder "
+        f"{database.parent} does not exist. Set DATABASE_URL to a PostgreSQL server, or to a "
+        "SQLite file on a writable volume (in the image: sqlite:////data/db.sqlite3 with a "
+        "volume at /data)."
+    )
+    assert not database.parent.exists()
+
+
 @pytest.mark.parametrize("timeout", ["-1", "nan", "inf"])
 def test_a_timeout_that_is_not_a_duration_is_refused(timeout: str) -> None:
     with pytest.raises(CommandError, match="--timeout must be a number of seconds"):

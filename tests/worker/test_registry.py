@@ -26,7 +26,7 @@ def test_discover_finds_the_apps_jobs_and_their_settings(settings: Any) -> None:
 
     jobs = {found.name: found for found in discover()}
 
-    assert set(jobs) == {"accrue_running_timesheets", "stop_forgotten_timesheets"}
+    assert set(jobs) == {"accrue_running_timesheets", "stop_forgotten_timesheets", "prune_events"}
     accrue = jobs["accrue_running_timesheets"]
     assert accrue.interval == 0.2
     assert accrue.run_at_shutdown

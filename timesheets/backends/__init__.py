@@ -1,14 +1,16 @@
 """The time model's writes, one implementation per database.
 
-``timesheets.services`` decides what to write (which runs a start replaces, which slot it takes)
-and holds the transaction; a backend writes it. PostgreSQL gets set-based statements that read
-the database's own clock and return the new state (no refresh SELECT); SQLite, where one
-transaction at a time holds the whole database and the host's clock serves, gets the same rules
-written with the ORM. The same tests run against both.
+``timesheets.services`` decides what to write, from rows it has locked and the time model's
+clock read in the same transaction: where each run ends, where the new one starts, which slot
+it takes, what events say. A backend writes it: PostgreSQL in one statement (with its events),
+SQLite, where one transaction at a time holds the whole database, with the ORM. The accrual is
+set-based: a backend moves a batch of watermarks in one statement. The same tests run against
+both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,19 +18,29 @@ from typing import Protocol
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from events.services import NewEvent
+
 
 @dataclass(frozen=True)
-class RunState:
-    """A timesheet's time fields after a write, and the instant the write read as now."""
+class Ending:
+    """A run that ends: where, why, and the timesheet's imputed time once it has."""
 
-    status: str
+    timesheet_id: int
+    ended_at: datetime
+    reason: str
     imputed: timedelta
-    accrued_until: datetime | None
-    running_since: datetime | None
+    auto: bool  # it reached the maximum run length: flagged for review
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A run that starts."""
+
+    timesheet_id: int
+    owner_id: int
+    started_at: datetime
     slot: int | None
-    auto_stopped: bool
-    updated_at: datetime
-    read_at: datetime
+    exclusive: bool
 
 
 @dataclass(frozen=True)
@@ -40,21 +52,17 @@ class Batch:
 
 
 class Backend(Protocol):
-    def start(
+    def write_runs(
         self,
         *,
-        timesheet_id: int,
-        owner_id: int,
-        replace: list[int],
-        slot: int | None,
-        exclusive: bool,
-        now: datetime | None,
-        max_run: timedelta | None,
-    ) -> RunState: ...
-
-    def stop(
-        self, *, timesheet_id: int, reason: str, now: datetime | None, max_run: timedelta | None
-    ) -> RunState: ...
+        endings: Sequence[Ending],
+        opening: Opening | None,
+        at: datetime,
+        events: Sequence[NewEvent],
+        actor_id: int | None,
+    ) -> None:
+        """End these runs, start that one, record the events, all at ``at``."""
+        ...
 
     def accrue_batch(
         self, *, after_id: int, size: int, now: datetime | None, max_run: timedelta | None

@@ -1,115 +1,92 @@
-"""The time model's writes on PostgreSQL: one statement each, on the database's clock.
+"""The time model's writes on PostgreSQL: one statement each.
 
-Every statement reads the time as ``COALESCE(%(now)s, statement_timestamp())``: the instant a
-test passes, else the database server's clock when the statement started. Each returns the new
-state with ``RETURNING``, so nothing is read back afterwards.
-
-The statements are data-modifying ``WITH`` queries. Their parts run in the order their data
-requires: a part that reads another part's output (here ``max(...)`` and ``count(*)`` over it)
-runs after that part has finished. The overlap exclusion constraints are checked at the end of
-each statement (they are ``DEFERRABLE INITIALLY IMMEDIATE``).
-
-The caller has locked the timesheets a start or a stop changes, in an earlier statement of the
-same transaction. That matters: a statement sees the rows committed before it started, so a
-statement that itself waited for a lock could miss the run that the lock's holder had just
-opened, and leave it open.
+A start or a stop (with the runs it replaces, and its events) is one data-modifying ``WITH``
+statement over values the service has worked out from the rows it locked. Its parts run in the
+order their data requires (a part that reads another's output, here through ``count(*)``, runs
+after it), and the overlap exclusion constraints are checked at the end of the statement (they
+are ``DEFERRABLE INITIALLY IMMEDIATE``), so one statement may end a run and start the next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 from django.db import connection, transaction
+from psycopg.types.json import Jsonb
 
-from timesheets.backends import Batch, RunState
+from events.models import Event
+from events.services import ORDER_LOCK, NewEvent
+from timesheets.backends import Batch, Ending, Opening
 from timesheets.models import Segment, Timesheet
 
 TIMESHEETS: LiteralString = "timesheets_timesheet"
 SEGMENTS: LiteralString = "timesheets_segment"
+EVENTS: LiteralString = "events_event"
 assert Timesheet._meta.db_table == TIMESHEETS
 assert Segment._meta.db_table == SEGMENTS
+assert Event._meta.db_table == EVENTS
 
-STATE: LiteralString = (
-    "status, imputed, accrued_until, running_since, slot, auto_stopped, updated_at"
-)
-
-# The instant a run's time counts up to: now, but never past the maximum run length and never
-# before the watermark (time already counted stays counted). A null limit means none.
-RUN_END: LiteralString = (
-    "GREATEST({t}.accrued_until, LEAST(clock.now, {t}.running_since + %(max_run)s::interval))"
-)
-REACHED_LIMIT: LiteralString = "COALESCE({end} >= {t}.running_since + %(max_run)s::interval, false)"
 CLOCK: LiteralString = (
     "clock AS (SELECT COALESCE(%(now)s::timestamptz, statement_timestamp()) AS now)"
 )
 
-
-def _ending(*, which: LiteralString, reason: LiteralString) -> LiteralString:
-    """The parts of a statement that stop the running timesheets ``which`` selects (a condition
-    on ``t``): ``ending`` (where each run ends), ``closed`` (their runs' ends) and ``stopped``
-    (their new state)."""
-    reached = REACHED_LIMIT.format(end="e.end_at", t="e")
-    return f"""
-ending AS MATERIALIZED (
-    SELECT t.id, t.accrued_until, t.running_since, {RUN_END.format(t="t")} AS end_at
-    FROM {TIMESHEETS} t, clock
-    WHERE {which} AND t.status = 'running'
+WRITE_RUNS = f"""
+WITH ending AS MATERIALIZED (
+    SELECT * FROM unnest(
+        %(end_ids)s::bigint[], %(end_at)s::timestamptz[], %(end_reasons)s::text[],
+        %(end_imputed)s::interval[], %(end_auto)s::boolean[]
+    ) AS e(id, ended_at, reason, imputed, auto)
 ),
 closed AS (
-    UPDATE {SEGMENTS} s
-    SET ended_at = e.end_at, end_reason = CASE WHEN {reached} THEN 'auto' ELSE {reason} END
+    UPDATE {SEGMENTS} s SET ended_at = e.ended_at, end_reason = e.reason
     FROM ending e
     WHERE s.timesheet_id = e.id AND s.ended_at IS NULL
-    RETURNING s.ended_at
+    RETURNING 1
 ),
 stopped AS (
     UPDATE {TIMESHEETS} t
-    SET imputed = t.imputed + (e.end_at - e.accrued_until),
-        status = 'stopped', accrued_until = NULL, running_since = NULL, slot = NULL,
-        updated_at = clock.now, auto_stopped = t.auto_stopped OR {reached}
-    FROM ending e, clock
-    WHERE t.id = e.id
-    RETURNING {", ".join(f"t.{field}" for field in STATE.split(", "))}
-)"""  # noqa: S608  (constants only; values are parameters)
-
-
-START = f"""
-WITH {CLOCK},
-{_ending(which="t.id = ANY(%(replace)s)", reason="'replaced'")},
-opening AS (
-    -- Never before the end of this timesheet's last run, nor of the runs just replaced, nor,
-    -- when the person's runs must not overlap, of any run of theirs: clocks may disagree or
-    -- step back, and a transaction's clock reading may be older than another's commit.
-    SELECT GREATEST(
-        clock.now,
-        (SELECT max(ended_at) FROM closed),
-        (SELECT max(ended_at) FROM {SEGMENTS} WHERE timesheet_id = %(id)s),
-        CASE WHEN %(exclusive)s
-             THEN (SELECT max(ended_at) FROM {SEGMENTS} WHERE owner_id = %(owner)s) END
-    ) AS at,
-    (SELECT count(*) FROM stopped) AS replaced  -- frees their slots before the update below
-    FROM clock
+    SET imputed = e.imputed, status = 'stopped', accrued_until = NULL, running_since = NULL,
+        slot = NULL, updated_at = %(at)s, auto_stopped = t.auto_stopped OR e.auto
+    FROM ending e
+    WHERE t.id = e.id AND t.status = 'running'
+    RETURNING 1
 ),
 opened AS (
     INSERT INTO {SEGMENTS} (timesheet_id, owner_id, exclusive, started_at, ended_at, end_reason)
-    SELECT %(id)s, %(owner)s, %(exclusive)s, opening.at, NULL, '' FROM opening
+    SELECT %(open_id)s, %(open_owner)s, %(open_exclusive)s, %(open_at)s, NULL, ''
+    FROM (SELECT count(*) FROM closed) AS after_closing
+    WHERE %(open_id)s IS NOT NULL
+    RETURNING 1
+),
+started AS (
+    -- After the stops: a replaced run frees the slot this one takes.
+    UPDATE {TIMESHEETS} t
+    SET status = 'running', accrued_until = %(open_at)s, running_since = %(open_at)s,
+        slot = %(open_slot)s, updated_at = %(at)s
+    FROM (SELECT count(*) FROM stopped) AS after_stopping
+    WHERE t.id = %(open_id)s AND t.status = 'stopped'
+    RETURNING 1
+),
+ordered AS MATERIALIZED (
+    -- Event ids in commit order (see events.services), taken last, once the writes are done.
+    SELECT pg_advisory_xact_lock(%(order_lock)s)
+    FROM (SELECT count(*) FROM stopped) AS s, (SELECT count(*) FROM started) AS r
+),
+recorded AS (
+    INSERT INTO {EVENTS} (type, occurred_at, actor_id, owner_id, timesheet_id, data)
+    SELECT e.type, %(at)s, %(actor)s, e.owner, e.timesheet, e.data
+    FROM ordered, unnest(
+        %(event_types)s::text[], %(event_owners)s::bigint[], %(event_timesheets)s::bigint[],
+        %(event_data)s::jsonb[]
+    ) AS e(type, owner, timesheet, data)
+    RETURNING 1
 )
-UPDATE {TIMESHEETS} t
-SET status = 'running', accrued_until = opening.at, running_since = opening.at,
-    slot = %(slot)s, updated_at = clock.now
-FROM opening, clock
-WHERE t.id = %(id)s AND t.status = 'stopped'
-RETURNING {STATE}, clock.now
-"""  # noqa: S608
-
-STOP = f"""
-WITH {CLOCK},
-{_ending(which="t.id = %(id)s", reason="%(reason)s")}
-SELECT {STATE}, (SELECT now FROM clock) FROM stopped
-"""  # noqa: S608
+SELECT (SELECT count(*) FROM stopped), (SELECT count(*) FROM opened),
+       (SELECT count(*) FROM started), (SELECT count(*) FROM recorded)
+"""  # noqa: S608  (constants only; values are parameters)
 
 # A batch: the next running timesheets in id order that no one else holds (a start or a stop
 # holding one is skipped; the next accrual takes it), locked, then moved to the target. Several
@@ -142,53 +119,47 @@ def _row(sql: str, **parameters: Any) -> tuple[Any, ...]:
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
         row = cursor.fetchone()
-    assert row is not None, "the caller locked the timesheet in the state this statement needs"
+    assert row is not None
     return tuple(row)
 
 
-def _state(row: tuple[Any, ...]) -> RunState:
-    status, imputed, accrued_until, running_since, slot, auto_stopped, updated_at, read_at = row
-    return RunState(
-        status=status,
-        imputed=imputed,
-        accrued_until=accrued_until,
-        running_since=running_since,
-        slot=slot,
-        auto_stopped=auto_stopped,
-        updated_at=updated_at,
-        read_at=read_at,
-    )
-
-
 class PostgreSQLBackend:
-    def start(
+    def write_runs(
         self,
         *,
-        timesheet_id: int,
-        owner_id: int,
-        replace: list[int],
-        slot: int | None,
-        exclusive: bool,
-        now: datetime | None,
-        max_run: timedelta | None,
-    ) -> RunState:
-        return _state(
-            _row(
-                START,
-                id=timesheet_id,
-                owner=owner_id,
-                replace=replace,
-                slot=slot,
-                exclusive=exclusive,
-                now=now,
-                max_run=max_run,
-            )
+        endings: Sequence[Ending],
+        opening: Opening | None,
+        at: datetime,
+        events: Sequence[NewEvent],
+        actor_id: int | None,
+    ) -> None:
+        stopped, opened, started, recorded = _row(
+            WRITE_RUNS,
+            end_ids=[ending.timesheet_id for ending in endings],
+            end_at=[ending.ended_at for ending in endings],
+            end_reasons=[ending.reason for ending in endings],
+            end_imputed=[ending.imputed for ending in endings],
+            end_auto=[ending.auto for ending in endings],
+            open_id=None if opening is None else opening.timesheet_id,
+            open_owner=None if opening is None else opening.owner_id,
+            open_exclusive=opening is not None and opening.exclusive,
+            open_at=None if opening is None else opening.started_at,
+            open_slot=None if opening is None else opening.slot,
+            at=at,
+            actor=actor_id,
+            order_lock=ORDER_LOCK,
+            event_types=[str(event.type) for event in events],
+            event_owners=[event.owner_id for event in events],
+            event_timesheets=[event.timesheet_id for event in events],
+            event_data=[Jsonb(event.data) for event in events],
         )
-
-    def stop(
-        self, *, timesheet_id: int, reason: str, now: datetime | None, max_run: timedelta | None
-    ) -> RunState:
-        return _state(_row(STOP, id=timesheet_id, reason=reason, now=now, max_run=max_run))
+        # The service locked these rows in these states: anything else is a bug.
+        assert (stopped, opened, started, recorded) == (
+            len(endings),
+            int(opening is not None),
+            int(opening is not None),
+            len(events),
+        )
 
     def accrue_batch(
         self, *, after_id: int, size: int, now: datetime | None, max_run: timedelta | None

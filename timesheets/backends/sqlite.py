@@ -1,116 +1,70 @@
 """The time model's writes on SQLite, with the ORM, on this host's clock.
 
 A write transaction on SQLite holds the whole database (the project opens them ``IMMEDIATE``),
-so what a transaction reads stays true until it commits: the rules are applied in Python
-between reads and writes. The accrual is one set-based UPDATE per batch whose arithmetic
+so what the service read in its transaction stays true until it commits, and the writes can be
+plain statements. The accrual is one set-based UPDATE per batch whose arithmetic
 ``timesheets.expressions`` compiles to SQLite's own functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Expression, F, Max, Q
+from django.db.models import Expression, F, Max
 from django.utils import timezone
 
-from timesheets.backends import Batch, RunState
+from events.services import NewEvent, event_record
+from timesheets.backends import Batch, Ending, Opening
 from timesheets.expressions import Earliest, Elapsed, Plus, Shift, duration, instant
 from timesheets.models import Segment, Timesheet
-from timesheets.policy import run_end, run_reached_limit
 
 RUNNING = Timesheet.Status.RUNNING
 STOPPED = Timesheet.Status.STOPPED
 
 
-def _state(timesheet: Timesheet, *, read_at: datetime) -> RunState:
-    return RunState(
-        status=timesheet.status,
-        imputed=timesheet.imputed,
-        accrued_until=timesheet.accrued_until,
-        running_since=timesheet.running_since,
-        slot=timesheet.slot,
-        auto_stopped=timesheet.auto_stopped,
-        updated_at=timesheet.updated_at,
-        read_at=read_at,
-    )
-
-
-def _stop_running(
-    timesheet: Timesheet, *, reason: str, now: datetime, max_run: timedelta | None
-) -> datetime:
-    """Stop a running timesheet of this transaction; return where its run ended."""
-    assert timesheet.accrued_until is not None
-    assert timesheet.running_since is not None
-    end = run_end(
-        running_since=timesheet.running_since,
-        accrued_until=timesheet.accrued_until,
-        now=now,
-        max_run=max_run,
-    )
-    if run_reached_limit(running_since=timesheet.running_since, end=end, max_run=max_run):
-        reason = Segment.EndReason.AUTO
-        timesheet.auto_stopped = True
-    Segment.objects.filter(timesheet_id=timesheet.pk, ended_at__isnull=True).update(
-        ended_at=end, end_reason=reason
-    )
-    Timesheet.objects.filter(pk=timesheet.pk).update(
-        imputed=Plus(F("imputed"), duration(end - timesheet.accrued_until)),
-        status=STOPPED,
-        accrued_until=None,
-        running_since=None,
-        slot=None,
-        auto_stopped=timesheet.auto_stopped,
-        updated_at=now,
-    )
-    return end
-
-
 class SQLiteBackend:
-    def start(
+    def write_runs(
         self,
         *,
-        timesheet_id: int,
-        owner_id: int,
-        replace: list[int],
-        slot: int | None,
-        exclusive: bool,
-        now: datetime | None,
-        max_run: timedelta | None,
-    ) -> RunState:
-        now = now or timezone.now()
-        ends = [
-            _stop_running(other, reason=Segment.EndReason.REPLACED, now=now, max_run=max_run)
-            for other in Timesheet.objects.filter(pk__in=replace, status=RUNNING)
-        ]
-        # Never before the end of this timesheet's last run, nor of the runs just replaced,
-        # nor, when the person's runs must not overlap, of any run of theirs: the host's clock
-        # may step back.
-        earlier = Q(timesheet_id=timesheet_id)
-        if exclusive:
-            earlier |= Q(owner_id=owner_id)
-        last_end = Segment.objects.filter(earlier).aggregate(last=Max("ended_at"))["last"]
-        begin = max([now, *ends, *([last_end] if last_end is not None else [])])
-        Timesheet.objects.filter(pk=timesheet_id, status=STOPPED).update(
-            status=RUNNING, accrued_until=begin, running_since=begin, slot=slot, updated_at=now
-        )
-        Segment.objects.create(
-            timesheet_id=timesheet_id, owner_id=owner_id, exclusive=exclusive, started_at=begin
-        )
-        return _state(Timesheet.objects.get(pk=timesheet_id), read_at=now)
-
-    def stop(
-        self, *, timesheet_id: int, reason: str, now: datetime | None, max_run: timedelta | None
-    ) -> RunState:
-        now = now or timezone.now()
-        timesheet = Timesheet.objects.get(pk=timesheet_id)
-        if timesheet.status == RUNNING:
-            _stop_running(timesheet, reason=reason, now=now, max_run=max_run)
-            timesheet.refresh_from_db()
-        return _state(timesheet, read_at=now)
+        endings: Sequence[Ending],
+        opening: Opening | None,
+        at: datetime,
+        events: Sequence[NewEvent],
+        actor_id: int | None,
+    ) -> None:
+        for ending in endings:
+            Segment.objects.filter(timesheet_id=ending.timesheet_id, ended_at__isnull=True).update(
+                ended_at=ending.ended_at, end_reason=ending.reason
+            )
+            changes = {"auto_stopped": True} if ending.auto else {}
+            Timesheet.objects.filter(pk=ending.timesheet_id, status=RUNNING).update(
+                imputed=ending.imputed,
+                status=STOPPED,
+                accrued_until=None,
+                running_since=None,
+                slot=None,
+                updated_at=at,
+                **changes,
+            )
+        if opening is not None:
+            Segment.objects.create(
+                timesheet_id=opening.timesheet_id,
+                owner_id=opening.owner_id,
+                exclusive=opening.exclusive,
+                started_at=opening.started_at,
+            )
+            Timesheet.objects.filter(pk=opening.timesheet_id, status=STOPPED).update(
+                status=RUNNING,
+                accrued_until=opening.started_at,
+                running_since=opening.started_at,
+                slot=opening.slot,
+                updated_at=at,
+            )
+        event_record(events=events, actor_id=actor_id, occurred_at=at)
 
     def accrue_batch(
         self, *, after_id: int, size: int, now: datetime | None, max_run: timedelta | None

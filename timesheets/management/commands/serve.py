@@ -13,9 +13,10 @@ import structlog
 import uvicorn
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from config import server
+from config.commands import ServiceCommand
 from worker import metrics
 
 logger = structlog.get_logger(__name__)
@@ -23,7 +24,7 @@ logger = structlog.get_logger(__name__)
 MAX_PORT = 65535
 
 
-class Command(BaseCommand):
+class Command(ServiceCommand):
     help = (
         "Apply migrations and serve the app with uvicorn (ASGI, lifespan on, httptools and "
         "uvloop; slow request headers time out after HTTP_HEADER_TIMEOUT_SECONDS)."

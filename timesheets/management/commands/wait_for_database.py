@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -44,6 +46,22 @@ def probe(settings_dict: dict[str, Any], *, connect_timeout: int) -> None:
         wrapper.close()
 
 
+def sqlite_problem(path: Path) -> str | None:
+    """Why this process could not write the SQLite file at ``path``, or None if it can.
+
+    SQLite writes its write-ahead log and shared-memory files next to the database, so the
+    folder must be writable, not only the file.
+    """
+    folder = path.parent
+    if not folder.is_dir():
+        return f"its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is not writable by this user (uid {os.getuid()})"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"the file is not writable by this user (uid {os.getuid()})"
+    return None
+
+
 class Command(BaseCommand):
     help = (
         "Wait until the database accepts connections, for at most --timeout seconds; "
@@ -66,7 +84,17 @@ class Command(BaseCommand):
             raise CommandError("--timeout must be a number of seconds, 0 or more.")
         settings_dict = connections[DEFAULT_DB_ALIAS].settings_dict
         if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
-            return  # an embedded file: there is no server to wait for
+            # An embedded file: there is no server to wait for, but there may be no place
+            # to write it (a container's read-only application folder, say).
+            path = Path(settings_dict["NAME"])
+            problem = sqlite_problem(path)
+            if problem is not None:
+                raise CommandError(
+                    f"The SQLite database {path} cannot be written: {problem}. Set "
+                    "DATABASE_URL to a PostgreSQL server, or to a SQLite file on a writable "
+                    "volume (in the image: sqlite:////data/db.sqlite3 with a volume at /data)."
+                )
+            return
         target = describe(settings_dict)
         started = time.monotonic()
         deadline = started + timeout

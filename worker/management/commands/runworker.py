@@ -7,9 +7,10 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from prometheus_client import start_http_server
 
+from config.commands import ServiceCommand
 from worker import metrics
 from worker.registry import discover
 from worker.runner import Runner
@@ -18,7 +19,7 @@ from worker.signals import stop_on_signals
 logger = structlog.get_logger("worker")
 
 
-class Command(BaseCommand):
+class Command(ServiceCommand):
     help = (
         "Run the periodic jobs until SIGTERM or SIGINT. The first signal stops gracefully "
         "(runs in progress finish, a final accrual is written); a second exits at once."

@@ -1,0 +1,34 @@
+"""The events' periodic job: forget what is older than the retention period."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from events.models import Event
+from timesheets import clock
+from timesheets.expressions import Shift, duration
+from worker.registry import job
+
+PRUNE_INTERVAL = 300.0  # seconds
+PRUNE_BATCH = 10_000  # events deleted per transaction: a short lock on the table's end
+
+
+def event_prune(*, now: datetime | None = None) -> int:
+    """Delete the events older than ``EVENTS_RETENTION_HOURS``; return how many."""
+    cutoff = Shift(clock.current(now), duration(-timedelta(hours=settings.EVENTS_RETENTION_HOURS)))
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = Event.objects.filter(occurred_at__lt=cutoff).order_by("id").values("id")
+            count, _ = Event.objects.filter(id__in=ids[:PRUNE_BATCH]).delete()
+        deleted += count
+        if count < PRUNE_BATCH:
+            return deleted
+
+
+@job(interval=PRUNE_INTERVAL)
+def prune_events(now: datetime) -> int:
+    return event_prune()
