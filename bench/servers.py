@@ -1,6 +1,7 @@
 """The servers under load, each a process group of its own, and the CPU they use.
 
-- ``asgi``: uvicorn serving ``config.asgi`` with ``--lifespan on``, as the container image does;
+- ``asgi``: uvicorn serving ``config.asgi`` with ``--lifespan on``, httptools and uvloop, as the
+  container image does;
   the runner runs on its event loop.
 - ``wsgi``: gunicorn's threaded worker serving the sync views of ``bench.sync_views``; when
   the accrual is to run as well, a ``manage.py runworker`` process beside it does it, as a
@@ -154,6 +155,10 @@ def asgi(*, port: int, env: dict[str, str]) -> Process:
             str(port),
             "--lifespan",
             "on",
+            "--http",
+            "config.server:HeaderTimeoutProtocol",
+            "--loop",
+            "uvloop",
             "--no-access-log",
             "--log-level",
             "warning",

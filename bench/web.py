@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ from timesheets.services import api_token_create, timesheet_create
 STACKS = ("asgi", "wsgi")
 SCENARIOS = ("idle", "accrual")
 ACCRUAL_JOB = "accrue_running_timesheets"
+# The servers under load serve /metrics to this token only; it lives as long as the run.
+METRICS_TOKEN = secrets.token_urlsafe(32)
 PERSON_PREFIX = "person"  # usernames of the simulated people
 
 
@@ -56,7 +59,9 @@ def _metrics(url: str | None) -> dict[str, float]:
     totals = {"runs": 0.0, "rows": 0.0, "seconds": 0.0}
     if url is None:
         return totals
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  (our server)
+    authorized = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    scrape = urllib.request.Request(url, headers=authorized)  # noqa: S310  (our server)
+    with urllib.request.urlopen(scrape, timeout=10) as response:  # noqa: S310
         text = response.read().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -134,6 +139,7 @@ def measure(
         **os.environ,
         "DATABASE_POOL_SIZE": str(pool_size),
         "WORKER_TICK_SECONDS": repr(accrual_tick),
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     results = []
     for stack in STACKS:

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, ProgrammingError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
@@ -23,6 +23,7 @@ from ninja.responses import NinjaJSONEncoder
 from psycopg_pool import PoolTimeout
 
 from config.database import unreachable_reason
+from config.database_problems import is_unmigrated
 from timesheets.api import router as timesheets_router
 from timesheets.auth import BearerToken, Session
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
@@ -133,12 +134,25 @@ def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return _error(request, 404, "Not found.")
 
 
+@api.exception_handler(ProgrammingError)
+def database_unmigrated(request: HttpRequest, exc: ProgrammingError) -> HttpResponse:
+    # PostgreSQL names a missing table a programming error; any other one is a bug: a 500.
+    if not is_unmigrated(exc):
+        raise exc
+    return database_unavailable(request, exc)
+
+
 @api.exception_handler(OperationalError)
 @api.exception_handler(InterfaceError)
-def database_unavailable(
-    request: HttpRequest, exc: OperationalError | InterfaceError
-) -> HttpResponse:
+def database_unavailable(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
     # Nothing was written: the request can be repeated as it is once the database is back.
+    if is_unmigrated(exc):
+        logger.error("database_unmigrated", path=request.path, error=str(exc).strip())
+        response = _error(
+            request, 503, "The database is not migrated: run `python manage.py migrate`."
+        )
+        response["Retry-After"] = "5"
+        return response
     reason = unreachable_reason()
     busy = reason is None and isinstance(exc.__cause__, PoolTimeout)
     logger.warning(

@@ -12,10 +12,12 @@ through.
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any, Self
 
 import psycopg
 from psycopg_pool import ConnectionPool
+from psycopg_pool.pool import WaitingClient
 
 POOL_TIMEOUT = 10.0  # seconds a caller waits for a free connection while the database answers
 OUTAGE_TIMEOUT = 0.5  # seconds it waits once connecting has failed, until connecting succeeds
@@ -85,8 +87,41 @@ def _unreachable_because(reason: str) -> None:
         client.fail(psycopg.OperationalError(f"The database is unreachable: {reason}"))
 
 
+class PoolInternalsChanged(RuntimeError):
+    """psycopg_pool no longer has the private parts that tell waiting callers of an outage."""
+
+
+def check_pool_internals() -> None:
+    """Fail at once, naming what is missing, when psycopg_pool lacks what an outage needs.
+
+    ``_unreachable_because`` reads the pool's ``_lock`` and ``_waiting`` and calls
+    ``WaitingClient.fail``, none of them public. pyproject.toml bounds psycopg-pool to the
+    releases that have them; this check makes a release outside the bound fail at start-up
+    rather than in the middle of an outage.
+    """
+    probe: ConnectionPool[Any] = ConnectionPool("", open=False)
+    missing = [
+        name
+        for name, present in (
+            ("ConnectionPool._lock", hasattr(getattr(probe, "_lock", None), "__enter__")),
+            ("ConnectionPool._waiting", hasattr(getattr(probe, "_waiting", None), "__iter__")),
+            ("WaitingClient.fail", callable(getattr(WaitingClient, "fail", None))),
+        )
+        if not present
+    ]
+    if missing:
+        raise PoolInternalsChanged(
+            f"psycopg-pool {version('psycopg-pool')} has no {', '.join(missing)}, which "
+            "config/database.py uses to fail waiting callers once the database is unreachable; "
+            "install a release that pyproject.toml allows (uv sync --locked)."
+        )
+
+
 def _pool() -> ConnectionPool[Any] | None:
     from django.db import DEFAULT_DB_ALIAS, connections
 
     pool: ConnectionPool[Any] | None = getattr(connections[DEFAULT_DB_ALIAS], "pool", None)
     return pool
+
+
+check_pool_internals()

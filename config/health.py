@@ -1,26 +1,21 @@
-"""Liveness, readiness and metrics endpoints for whoever runs the service."""
+"""Liveness and readiness endpoints for whoever runs the service."""
 
 from __future__ import annotations
 
-import contextlib
+import shutil
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from config.database import unreachable_reason
-from timesheets.metrics import RunningTimesheets
-from worker import metrics as worker_metrics
 from worker import process
 
-# Read from the database at each scrape, so it is never summed over processes.
-_database_metrics = CollectorRegistry()
-_database_metrics.register(RunningTimesheets())
-
+DISK_FREE_MINIMUM = 8 * 2**20  # bytes free on an embedded database's disk to be ready
 _migrated = False  # once applied, migrations stay applied for the life of the process
 
 type Problem = tuple[str, str]  # the failing check, and what to do about it
@@ -48,7 +43,35 @@ def _database_problem() -> Problem | None:
         # the failed attempt says why.
         reason = unreachable_reason() or str(error).strip()
         return "database", f"The database is not reachable: {reason}"
+    return _write_problem() or _disk_problem()
+
+
+def _write_problem() -> Problem | None:
+    """A database that answers but refuses writes (read-only, out of space) cannot serve."""
+    try:
+        # Rewrites one row with its own value: a committed write that changes nothing.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE django_migrations SET app = app "
+                "WHERE id = (SELECT MIN(id) FROM django_migrations)"
+            )
+    except DatabaseError as error:
+        return "writes", f"The database refuses writes: {' '.join(str(error).split())}"
     return None
+
+
+def _disk_problem() -> Problem | None:
+    """An embedded database on a nearly full disk: its next writes would fail."""
+    if connection.vendor != "sqlite":
+        return None  # the server's disk: its refusal of the write above tells
+    free = shutil.disk_usage(Path(connection.settings_dict["NAME"]).parent).free
+    if free >= DISK_FREE_MINIMUM:
+        return None
+    return (
+        "disk",
+        f"The disk holding the database has {free / 2**20:.1f} MiB free, under "
+        f"{DISK_FREE_MINIMUM // 2**20} MiB: free some space.",
+    )
 
 
 def _worker_problem() -> Problem | None:
@@ -66,7 +89,8 @@ def _worker_expected() -> bool:
 
 @require_safe
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database answers, migrations are applied, the runner runs if expected."""
+    """Readiness: the database answers and takes writes, migrations are applied, an embedded
+    database's disk has room, the runner runs if expected."""
     expected = _worker_expected()
     problem = await sync_to_async(_database_problem)() or (_worker_problem() if expected else None)
     if problem is not None:
@@ -80,18 +104,9 @@ async def readyz(request: HttpRequest) -> JsonResponse:
             "checks": {
                 "database": "ok",
                 "migrations": "ok",
+                "writes": "ok",
+                "disk": "ok",
                 "worker": "ok" if expected else "not run by this process",
             },
         }
     )
-
-
-@require_safe
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics; in multiprocess mode, those of every process of this service."""
-    body = generate_latest(worker_metrics.registry())
-    # While the database is down the process's own metrics (the runner's failures among them)
-    # matter most: they are served without the counts read from the database.
-    with contextlib.suppress(DatabaseError):
-        body += generate_latest(_database_metrics)
-    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -48,8 +48,15 @@ def configure_structlog() -> None:
     )
 
 
-def make_formatter(log_format: str) -> structlog.stdlib.ProcessorFormatter:
-    """The formatter of the one handler: renders structlog events and foreign records alike."""
+def make_formatter(
+    log_format: str, *, show_locals: bool = False
+) -> structlog.stdlib.ProcessorFormatter:
+    """The formatter of the one handler: renders structlog events and foreign records alike.
+
+    ``show_locals`` lets a console traceback list each frame's local variables (with rich
+    installed), which helps while developing; elsewhere they may hold passwords, tokens and
+    connection settings, so they stay out unless asked for.
+    """
     renderer: list[Processor]
     if log_format == "json":
         renderer = [
@@ -57,14 +64,24 @@ def make_formatter(log_format: str) -> structlog.stdlib.ProcessorFormatter:
             structlog.processors.JSONRenderer(),
         ]
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        # structlog's default shows locals through rich or better-exceptions when installed.
+        exceptions = (
+            structlog.dev.default_exception_formatter
+            if show_locals
+            else structlog.dev.plain_traceback
+        )
+        renderer = [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=exceptions
+            )
+        ]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
 
 
-def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
+def logging_config(*, log_format: str, level: str, show_locals: bool = False) -> dict[str, Any]:
     """The ``LOGGING`` dict for Django's ``dictConfig``."""
     # Django, uvicorn and friends log through the root handler, so their records are
     # rendered like ours instead of by their own handlers.
@@ -74,7 +91,11 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {
             # By name, so that the whole dict can be written as JSON for uvicorn --log-config.
-            "structlog": {"()": "config.logging.make_formatter", "log_format": log_format},
+            "structlog": {
+                "()": "config.logging.make_formatter",
+                "log_format": log_format,
+                "show_locals": show_locals,
+            },
         },
         "handlers": {
             "default": {

@@ -11,19 +11,26 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.deprecation import MiddlewareMixin
 from prometheus_client import Counter
+
+from config.database_problems import explains, is_unmigrated
+from config.metrics import method_label, status_label
 
 logger = structlog.get_logger("http")
 
 HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests answered, by method and status.", ["method", "status"]
+    "http_requests_total",
+    "HTTP requests answered, by method (a standard one, or other) and status.",
+    ["method", "status"],
 )
 
 API_PREFIX = "/api/"
-# Outside the API, the probes answer JSON too.
-JSON_PATHS = frozenset({"/healthz", "/readyz"})
+# Outside the API, the probes and the metrics' errors answer JSON too.
+JSON_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REQUEST_ID_HEADER = "X-Request-ID"
 # An upstream request id is kept only when it is safe to print in logs and headers.
 _UPSTREAM_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -45,7 +52,7 @@ def _log_request(
     status = response.status_code
     response[REQUEST_ID_HEADER] = request_id
     response["Server-Timing"] = f"app;dur={duration_ms}"
-    HTTP_REQUESTS.labels(method=request.method, status=status).inc()
+    HTTP_REQUESTS.labels(method=method_label(request.method), status=status_label(status)).inc()
     logger.log(
         40 if status >= 500 else 20,  # ERROR or INFO
         "http_request",
@@ -142,3 +149,30 @@ def api_errors_middleware(get_response: GetResponse) -> GetResponse:
         return _api_error_as_json(request, get_response(request))
 
     return middleware
+
+
+class DatabaseProblemsMiddleware(MiddlewareMixin):
+    """A page or probe that meets a database it cannot use (down, or never migrated) answers
+    503 saying so, not a 500 with a traceback. The API answers such errors itself."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DatabaseError) or not explains(exception):
+            return None
+        unmigrated = is_unmigrated(exception)
+        logger.error(
+            "database_unmigrated" if unmigrated else "database_unavailable",
+            path=request.path,
+            error=" ".join(str(exception).split()),
+        )
+        detail = (
+            "The database is not migrated: run `python manage.py migrate`."
+            if unmigrated
+            else "The database is unavailable right now; try again in a few seconds."
+        )
+        response: HttpResponse = (
+            JsonResponse({"detail": detail}, status=503)
+            if _answers_in_json(request)
+            else HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
+        )
+        response["Retry-After"] = "5"
+        return response

@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.api_errors_middleware",
+    "config.middleware.DatabaseProblemsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -248,7 +249,21 @@ LOG_LEVEL = env_choice(
     description="The least severe level that is logged.",
 )
 configure_structlog()
-LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# Tracebacks list local variables only while debugging: they may hold secrets.
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL, show_locals=DEBUG)
+
+# --- Server -------------------------------------------------------------------------------
+
+HTTP_HEADER_TIMEOUT_SECONDS = env_float(
+    "HTTP_HEADER_TIMEOUT_SECONDS",
+    default=10,
+    # Beyond 30 s, slow clients would hold connections that long.
+    minimum=1,
+    maximum=30,
+    description=(
+        "A connection whose request headers are not all in after this many seconds is closed (408)."
+    ),
+)
 
 # --- Timesheets ---------------------------------------------------------------------------
 
@@ -311,6 +326,15 @@ WORKER_METRICS_PORT = env_int(
     zero_means="none",
     description="runworker only: serve Prometheus metrics on this port; 0 serves none.",
 )
+WORKER_METRICS_HOST = env_str(
+    "WORKER_METRICS_HOST",
+    default="127.0.0.1",
+    allowed="an address of this host",
+    description=(
+        "runworker only: the address its metrics port listens on; 0.0.0.0 for every "
+        "interface, when only the scraper can reach it."
+    ),
+)
 WORKER_ORM_MODE = env_choice(
     "WORKER_ORM_MODE",
     default="sync_to_async",
@@ -320,3 +344,22 @@ WORKER_ORM_MODE = env_choice(
         "or Django's native async ORM."
     ),
 )
+
+# --- Metrics ------------------------------------------------------------------------------
+
+METRICS_TOKEN_MIN_LENGTH = 16  # characters
+METRICS_TOKEN = env_str(
+    "METRICS_TOKEN",
+    default="",
+    allowed="empty, or at least 16 characters",
+    description=(
+        "The bearer token a scraper sends for /metrics. Empty: no metrics are served over HTTP."
+    ),
+)
+if METRICS_TOKEN and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    # Not the generic range error: that would print the token.
+    raise SettingsError(
+        f"METRICS_TOKEN is {len(METRICS_TOKEN)} characters long; use at least "
+        f"{METRICS_TOKEN_MIN_LENGTH}, e.g. the output of: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import path
 
 from config.api import api
-from config.health import healthz, metrics, readyz
+from config.health import healthz, readyz
+from config.metrics import metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

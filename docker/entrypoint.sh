@@ -48,12 +48,15 @@ case "$role" in
         python -m config.logging > "$log_config"
         # exec: uvicorn becomes the container's main process and receives its SIGTERM.
         # The request middleware logs each request once, so uvicorn's access log is off.
+        # httptools and uvloop, with the project's protocol: slow request headers time out.
         exec uvicorn config.asgi:application \
             --log-config "$log_config" \
             --host 0.0.0.0 \
             --port "${PORT:-8000}" \
             --workers "${WEB_CONCURRENCY:-1}" \
             --lifespan on \
+            --http config.server:HeaderTimeoutProtocol \
+            --loop uvloop \
             --proxy-headers \
             --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
             --no-access-log \

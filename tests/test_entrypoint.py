@@ -41,6 +41,7 @@ STARTUP_TIMEOUT = 60.0  # seconds: Django, the database wait and migrations come
 REQUEST_TIMEOUT = 5.0  # seconds
 PASSWORD = "correct-horse-battery-staple"  # must never be printed
 UNREACHABLE = f"postgres://timesheets:{PASSWORD}@127.0.0.1:1/timesheets"
+METRICS_TOKEN = "scraper-token-0123456789"
 STALE_METRICS = "counter_99999.db"  # what a process of an earlier run left behind
 
 
@@ -132,10 +133,11 @@ def containers() -> Iterator[list[Container]]:
         container.stop()
 
 
-def get(port: int | str, path: str) -> tuple[int, bytes]:
+def get(port: int | str, path: str, **headers: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(
-            f"http://127.0.0.1:{port}{path}", timeout=REQUEST_TIMEOUT
+            urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers),
+            timeout=REQUEST_TIMEOUT,
         ) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
@@ -277,6 +279,7 @@ def test_several_web_workers_log_alike_and_share_their_metrics(
     containers: list[Container], environment: dict[str, str]
 ) -> None:
     environment["WEB_CONCURRENCY"] = "2"
+    environment["METRICS_TOKEN"] = METRICS_TOKEN
     port = environment["PORT"]
     web = Container("web", env=environment)
     containers.append(web)
@@ -286,7 +289,7 @@ def test_several_web_workers_log_alike_and_share_their_metrics(
         assert time.monotonic() < give_up, web.output
         time.sleep(0.05)
 
-    status, body = get(port, "/metrics")
+    status, body = get(port, "/metrics", Authorization=f"Bearer {METRICS_TOKEN}")
     web.send(signal.SIGTERM)
     web.wait(GRACE_PERIOD)
 

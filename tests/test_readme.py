@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from config.env import VARIABLES
+from worker.runner import STOP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -39,5 +40,12 @@ def test_the_first_screen_gives_the_two_commands() -> None:
 
 def test_ci_runs_the_readme_test_command_on_both_databases() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^uv run pytest\b", ci, re.M), "on the default, SQLite"
-    assert re.search(r"^DATABASE_URL=postgres://\S+ uv run pytest\b", ci, re.M)
+    assert re.search(r"^uv run pytest \|\|", ci, re.M), "on the default, SQLite"
+    assert re.search(r"^uv run pytest -m slow\b", ci, re.M), "and the slow tests"
+    assert re.search(r"^DATABASE_URL=\S+ uv run pytest \|\|", ci, re.M)
+    assert re.search(r"^DATABASE_URL=\S+ uv run pytest -m slow\b", ci, re.M)
+    assert re.search(r"^postgresql=postgres://\S+$", ci, re.M), "on PostgreSQL"
+
+
+def test_the_stop_grace_is_the_runner_s() -> None:
+    assert f"a run in progress gets up to {STOP_TIMEOUT:g} s to finish" in " ".join(README.split())

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,7 +20,8 @@ from django.contrib.admin import ActionLocation
 from django.db.models import ForeignKey, QuerySet
 from django.forms import ModelChoiceField
 from django.http import HttpRequest, HttpResponse
-from django.template.response import SimpleTemplateResponse
+from django.template.response import SimpleTemplateResponse, TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -477,12 +479,33 @@ class ApiTokenAdmin(ApiTokenAdminBase):
             return
         secret = api_token_fill(token=obj, now=timezone.now())
         obj.save()
-        self.message_user(
-            request,
-            f"Token for {obj.user.get_username()}: {secret} — copy it now, it will not be "
-            "shown again.",
-            messages.SUCCESS,
-        )
+        _issued[request] = secret
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiToken, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        # The secret goes in this answer's page and nowhere else: a message would travel back
+        # to the browser in the messages cookie, or sit in the session, after the page is gone.
+        secret = _issued.pop(request, None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        info = (self.opts.app_label, self.opts.model_name)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API token created",
+            "opts": self.opts,
+            "username": obj.user.get_username(),
+            "secret": secret,
+            "list_url": reverse("admin:{}_{}_changelist".format(*info)),
+            "add_url": reverse("admin:{}_{}_add".format(*info)),
+            "change_url": reverse("admin:{}_{}_change".format(*info), args=[obj.pk]),
+        }
+        # The admin's views are never cached (Cache-Control: no-store): no copy of the page stays.
+        return TemplateResponse(request, "admin/timesheets/apitoken/issued.html", context)
+
+
+# The secret of a token just added, from save_model to response_add of the same request.
+_issued: WeakKeyDictionary[HttpRequest, str] = WeakKeyDictionary()
 
 
 admin.site.register(Timesheet, TimesheetAdmin)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
+import shutil
 import signal
+import string
 import time
 import urllib.error
 import urllib.request
@@ -16,11 +19,14 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError, connection
+from django.db.models import QuerySet
 from django.test import AsyncClient, Client
+from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
-from config import health
-from tests.processes import Service, free_port
+from config import health, metrics
+from tests.processes import ROOT, Service, free_port
 from worker import process
 from worker.registry import Job
 from worker.runner import Runner
@@ -59,7 +65,13 @@ class TestReadiness:
         assert response.status_code == 200
         assert response.json() == {
             "status": "ready",
-            "checks": {"database": "ok", "migrations": "ok", "worker": "not run by this process"},
+            "checks": {
+                "database": "ok",
+                "migrations": "ok",
+                "writes": "ok",
+                "disk": "ok",
+                "worker": "not run by this process",
+            },
         }
 
     @pytest.mark.django_db(transaction=True)
@@ -76,6 +88,54 @@ class TestReadiness:
         assert body["failing"] == "migrations"
         assert re.fullmatch(r"\d+ migrations are not applied: run migrate\.", body["detail"])
         assert Client().get("/readyz").status_code == 200
+
+    @pytest.mark.django_db(transaction=True)
+    def test_unready_while_the_database_refuses_writes(self) -> None:
+        read_only, read_write = (
+            ("PRAGMA query_only = ON", "PRAGMA query_only = OFF")
+            if connection.vendor == "sqlite"
+            else (
+                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+            )
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(read_only)
+        try:
+            response = Client().get("/readyz")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(read_write)
+
+        assert response.status_code == 503
+        body = response.json()
+        assert body["failing"] == "writes"
+        assert re.fullmatch(
+            r"The database refuses writes: (attempt to write a readonly database"
+            r"|cannot execute UPDATE in a read-only transaction)",
+            body["detail"],
+        )
+        assert Client().get("/readyz").status_code == 200
+
+    @pytest.mark.django_db
+    def test_unready_when_an_embedded_database_s_disk_is_nearly_full(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real = shutil.disk_usage(ROOT)
+        nearly_full = real._replace(free=3 * 2**20 + 2**19)
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: nearly_full)
+
+        response = Client().get("/readyz")
+
+        if connection.vendor != "sqlite":
+            # PostgreSQL's disk is the server's, not this host's: its refusal of writes tells.
+            assert response.status_code == 200
+            return
+        assert response.status_code == 503
+        assert response.json()["failing"] == "disk"
+        assert response.json()["detail"] == (
+            "The disk holding the database has 3.5 MiB free, under 8 MiB: free some space."
+        )
 
     @pytest.mark.django_db
     @pytest.mark.usefixtures("idle_runner")
@@ -131,23 +191,37 @@ class TestReadiness:
         assert b"The database is not reachable: unable to open database file" in body
 
 
+METRICS_TOKEN = "scraper-token-0123456789"
+
+
+@pytest.fixture
+def scraper(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Client:
+    """A client with the metrics token, and a count of running timesheets not yet read."""
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    monkeypatch.setattr(metrics.running_timesheets, "_read_at", None)
+    return Client(headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+
+
+def start_one(owner: Any, project: Any) -> None:
+    from timesheets.services import timesheet_create, timesheet_start
+
+    now = datetime.now().astimezone()
+    timesheet_start(
+        timesheet_id=timesheet_create(owner=owner, project=project, description="", now=now).pk,
+        now=now,
+    )
+
+
 @pytest.mark.django_db
 class TestMetrics:
     def test_prometheus_text_with_the_runner_and_the_running_count(
-        self, alice: Any, project: Any
+        self, scraper: Client, alice: Any, project: Any
     ) -> None:
-        from timesheets.services import timesheet_create, timesheet_start
-
-        timesheet_start(
-            timesheet_id=timesheet_create(
-                owner=alice, project=project, description="", now=datetime.now().astimezone()
-            ).pk,
-            now=datetime.now().astimezone(),
-        )
-        before = samples(Client().get("/metrics").content.decode())
+        start_one(alice, project)
+        before = samples(scraper.get("/metrics").content.decode())
         Client().get("/healthz")
 
-        response = Client().get("/metrics")
+        response = scraper.get("/metrics")
 
         assert response.status_code == 200
         assert response["Content-Type"].startswith("text/plain; version=")
@@ -155,6 +229,108 @@ class TestMetrics:
         assert after[("timesheets_running", frozenset())] == 1.0
         ok = ("http_requests_total", frozenset({("method", "GET"), ("status", "200")}))
         assert after[ok] - before.get(ok, 0.0) == 2.0, "the /healthz and the first /metrics"
+
+    @pytest.mark.parametrize(
+        "authorization",
+        [None, "Bearer wrong-token-0123456789", f"Basic {METRICS_TOKEN}", "Bearer"],
+    )
+    def test_only_the_metrics_token_gets_them(
+        self, scraper: Client, authorization: str | None
+    ) -> None:
+        headers = {} if authorization is None else {"Authorization": authorization}
+
+        response = Client(headers=headers).get("/metrics")
+
+        assert response.status_code == 401
+        assert response.json() == {
+            "detail": "Metrics need 'Authorization: Bearer <METRICS_TOKEN>'."
+        }
+        assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
+        assert b"worker_job" not in response.content
+
+    def test_without_a_token_set_no_metrics_are_served(self, settings: Any) -> None:
+        settings.METRICS_TOKEN = ""
+
+        response = Client(headers={"Authorization": "Bearer "}).get("/metrics")
+
+        assert response.status_code == 404
+        assert response.json() == {
+            "detail": "Metrics are not served: set METRICS_TOKEN to serve them to a scraper."
+        }
+
+    def test_methods_a_client_makes_up_add_no_series(self, scraper: Client) -> None:
+        scraper.get("/metrics")
+        Client().generic("INVENTED0", "/healthz")  # the one series for every unknown method
+        before = scraper.get("/metrics").content
+        alphabet = string.ascii_uppercase + string.digits
+        for _ in range(300):
+            Client().generic("".join(random.choices(alphabet, k=12)), "/healthz")
+
+        after = scraper.get("/metrics").content
+
+        labels = {
+            dict(labels)["method"]
+            for (name, labels) in samples(after.decode())
+            if name == "http_requests_total"
+        }
+        assert labels <= metrics.KNOWN_METHODS | {"other"}
+        other = ("http_requests_total", frozenset({("method", "other"), ("status", "405")}))
+        assert samples(after.decode())[other] - samples(before.decode())[other] == 300
+        # The same series, only larger numbers in them.
+        assert len(after) - len(before) < 100
+
+    def test_the_running_count_is_read_once_per_max_age(
+        self, scraper: Client, alice: Any, bob: Any, project: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        clock = FakeClock()
+        monkeypatch.setattr(metrics.running_timesheets, "_clock", clock)
+        start_one(alice, project)
+
+        def scrape() -> tuple[float, int]:
+            with CaptureQueriesContext(connection) as queries:
+                body = scraper.get("/metrics").content.decode()
+            return samples(body)[("timesheets_running", frozenset())], len(queries)
+
+        first = scrape()
+        start_one(bob, project)
+        clock.now += metrics.running_timesheets.max_age - 0.001
+        cached = [scrape() for _ in range(5)]
+        clock.now += 0.001
+        fresh = scrape()
+
+        assert first == (1.0, 1)
+        assert cached == [(1.0, 0)] * 5, "no query while the count is fresh"
+        assert fresh == (2.0, 1)
+
+    def test_an_unreachable_database_leaves_the_count_out_until_it_is_due(
+        self, scraper: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        clock = FakeClock()
+        monkeypatch.setattr(metrics.running_timesheets, "_clock", clock)
+        attempts = 0
+
+        def unreachable(*args: Any, **kwargs: Any) -> int:
+            nonlocal attempts
+            attempts += 1
+            raise OperationalError("connection refused")
+
+        monkeypatch.setattr(QuerySet, "count", unreachable)
+
+        bodies = [scraper.get("/metrics").content.decode() for _ in range(3)]
+        clock.now += metrics.running_timesheets.max_age
+        scraper.get("/metrics")
+
+        assert all("worker_job_runs_total" in body for body in bodies)
+        assert all("timesheets_running" not in body for body in bodies)
+        assert attempts == 2, "one attempt per max age, however many scrapes"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -168,7 +344,11 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[Service, int, Path]]:
         "--workers",
         "2",
         "--no-migrate",
-        env={"WORKER_TICK_SECONDS": "0.05", "PROMETHEUS_MULTIPROC_DIR": str(shared)},
+        env={
+            "WORKER_TICK_SECONDS": "0.05",
+            "PROMETHEUS_MULTIPROC_DIR": str(shared),
+            "METRICS_TOKEN": METRICS_TOKEN,
+        },
     )
     yield server, port, shared
     server.stop()
@@ -194,7 +374,7 @@ def test_two_uvicorn_workers_report_one_set_of_metrics(
         )
 
     before = runs_by_process()
-    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    status, body = get(f"http://127.0.0.1:{port}/metrics", Authorization=f"Bearer {METRICS_TOKEN}")
     after = runs_by_process()
 
     assert status == 200

@@ -196,3 +196,32 @@ class TestDatabaseUrl:
         assert result.returncode != 0
         assert "s3cr3t" not in result.stderr
         assert "DATABASE_URL='mysql://admin:***@db/x'" in result.stderr
+
+
+class TestBounds:
+    @pytest.mark.parametrize(
+        ("environ", "said"),
+        [
+            (
+                {"HTTP_HEADER_TIMEOUT_SECONDS": "31"},
+                "Configuration error: HTTP_HEADER_TIMEOUT_SECONDS='31' is out of range: use from 1 "
+                "to 30.",
+            ),
+            (
+                {"HTTP_HEADER_TIMEOUT_SECONDS": "0"},
+                "Configuration error: HTTP_HEADER_TIMEOUT_SECONDS='0' is out of range: use from 1 "
+                "to 30.",
+            ),
+            (
+                {"METRICS_TOKEN": "short"},
+                "Configuration error: METRICS_TOKEN is 5 characters long; use at least 16",
+            ),
+        ],
+    )
+    def test_out_of_range_is_one_line(self, environ: dict[str, str], said: str) -> None:
+        result = run("manage.py", "check", **environ)
+
+        assert result.returncode == 2
+        assert result.stderr.startswith(said), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "short" not in result.stderr, "a token is never printed"

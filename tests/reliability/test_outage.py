@@ -42,6 +42,7 @@ TICK = 1.0  # seconds between two accrual runs, in both processes
 ANSWER_BOUND = OUTAGE_TIMEOUT + 1.0  # seconds
 # A runner tries every tick; the slack covers the server's start and the run itself.
 RECOVERY_BOUND = TICK + 0.5  # seconds after the database was started again
+METRICS_TOKEN = "scraper-token-0123456789"
 UNAVAILABLE = "The database is unavailable right now; try again in a few seconds."
 
 WORLD = """
@@ -106,7 +107,11 @@ def deployment() -> Iterator[Deployment]:
         url = cluster.url("timesheets")
         manage(url, "migrate", "--verbosity", "0")
         world = json.loads(manage(url, "shell", "-c", WORLD).strip().splitlines()[-1])
-        env = {"DATABASE_URL": url, "WORKER_TICK_SECONDS": str(TICK)}
+        env = {
+            "DATABASE_URL": url,
+            "WORKER_TICK_SECONDS": str(TICK),
+            "METRICS_TOKEN": METRICS_TOKEN,
+        }
         port = free_port()
         web = Service("serve", "--port", str(port), "--no-migrate", env=env)
         worker = Service("runworker", env=env)
@@ -170,7 +175,7 @@ async def during_the_outage(deployment: Deployment, *, seconds: float) -> list[A
         name: httpx.AsyncClient(
             base_url=deployment.base, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
         )
-        for name, token in deployment.world["tokens"].items()
+        for name, token in {**deployment.world["tokens"], "scraper": METRICS_TOKEN}.items()
     }
 
     async def send(method: str, path: str, body: Any, caller: str) -> Answer:
@@ -184,7 +189,10 @@ async def during_the_outage(deployment: Deployment, *, seconds: float) -> list[A
         while time.monotonic() < until:
             requests = [
                 *requests_during_the_outage(deployment),
-                *[("GET", path, None, "alice") for path in PROBES],
+                *[
+                    ("GET", path, None, "scraper" if path == "/metrics" else "alice")
+                    for path in PROBES
+                ],
             ]
             answers += await asyncio.gather(*(send(*request) for request in requests))
             await asyncio.sleep(0.2)

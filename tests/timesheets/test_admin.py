@@ -10,10 +10,11 @@ import pytest
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
+from django.contrib.messages.storage.cookie import CookieStorage
 from django.contrib.staticfiles import finders
 from django.db import connection
 from django.templatetags.static import static
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -601,35 +602,33 @@ class TestApiTokens:
     ADD = reverse("admin:timesheets_apitoken_add")
     LIST = reverse("admin:timesheets_apitoken_changelist")
 
-    def test_add_shows_the_secret_once_and_stores_only_its_digest(
-        self, staff_client: Client, alice: User
+    @pytest.mark.parametrize("button", [None, "_continue", "_addanother"])
+    def test_add_shows_the_secret_in_its_answer_only_and_stores_only_its_digest(
+        self, staff_client: Client, alice: User, button: str | None
     ) -> None:
-        response = staff_client.post(
-            self.ADD, {"user": alice.pk, "name": "ci", "expires_at_0": "", "expires_at_1": ""}
-        )
+        responses = [staff_client.get(self.ADD)]
+        form = {"user": alice.pk, "name": "ci", "expires_at_0": "", "expires_at_1": ""}
+        response = staff_client.post(self.ADD, form | ({button: "1"} if button else {}))
+        responses.append(response)
 
-        assert response.status_code == 302
-        reported = sent(response)
-        found = [
-            re.fullmatch(
-                r"Token for alice: (tsk_[A-Za-z0-9_-]+) — copy it now, it will not be shown "
-                r"again\.",
-                text,
-            )
-            for level, text in reported
-            if level == messages.SUCCESS
-        ]
-        matches = [match for match in found if match is not None]
-        assert len(matches) == 1, reported
-        secret = matches[0].group(1)
-        assert [text for _, text in reported if secret in text] == [matches[0].string]
+        assert response.status_code == 200
+        assert "no-store" in response["Cache-Control"].split(", ")
+        html = response.content.decode()
+        shown = re.findall(r'<code id="issued-secret">(tsk_[A-Za-z0-9_-]+)</code>', html)
+        assert len(shown) == 1, html
+        secret = shown[0]
+        assert html.count(secret) == 1
+        assert "Token for alice:" in html
         token = ApiToken.objects.get()
         assert token.digest == api_token_digest(secret)
         assert (token.user, token.name, token.expires_at) == (alice, "ci", None)
         assert token.prefix == secret[:12]
         assert secret not in {token.name, token.prefix, token.digest}
-        assert secret in staff_client.get(response["Location"]).content.decode()
-        assert secret not in staff_client.get(self.LIST).content.decode()
+        change = reverse("admin:timesheets_apitoken_change", args=[token.pk])
+        for url in (self.LIST, change, self.ADD, "/admin/"):
+            responses.append(staff_client.get(url))
+            assert secret not in responses[-1].content.decode(), url
+        assert_kept_nowhere(secret, responses, staff_client)
 
     def test_the_digest_is_never_shown_and_name_and_expiry_can_change(
         self, staff_client: Client, alice: User
@@ -670,6 +669,21 @@ class TestApiTokens:
         assert response.status_code == 200
         assert "The expiry must be in the future." in response.content.decode()
         assert not ApiToken.objects.exists()
+
+
+def assert_kept_nowhere(secret: str, responses: list[Response], client: Client) -> None:
+    """The secret is in no cookie any response set, no message and no session."""
+    for response in responses:
+        for name, cookie in response.cookies.items():
+            assert secret not in cookie.value, name
+            if name == CookieStorage.cookie_name and cookie.value:
+                carrying = RequestFactory().get("/", HTTP_COOKIE=f"{name}={cookie.value}")
+                stored = list(CookieStorage(carrying))
+                assert all(secret not in message.message for message in stored)
+        pending = get_messages(response.wsgi_request)
+        assert all(secret not in message.message for message in pending)
+    session = client.session
+    assert all(secret not in repr(value) for value in session.values())
 
 
 def test_the_script_is_served_by_the_static_files_finder() -> None:

@@ -52,12 +52,10 @@ class VirtualTime:
     async def run_until(self, deadline: float, *, actors: int, timeout: float = 20.0) -> None:
         while True:
             await self.settle(actors, timeout=timeout)
-            if not self._sleepers or self._sleepers[0][0] > deadline:
+            if not self._pending() or self._pending()[0][0] > deadline:
                 self.now = max(self.now, deadline)
                 return
-            when, _, future = heapq.heappop(self._sleepers)
-            self.now = max(self.now, when)
-            future.set_result(None)
+            self._wake_next()
 
     async def settle(self, actors: int, *, timeout: float = 20.0) -> None:
         """Wait until ``actors`` coroutines sleep: nothing can happen until time moves."""
@@ -67,18 +65,38 @@ class VirtualTime:
                 raise AssertionError(f"only {self.asleep()} of {actors} coroutines went to sleep")
             await asyncio.sleep(0.001)
 
-    async def finish(self, task: asyncio.Task[Any], *, timeout: float = 20.0) -> None:
-        """Drive time until ``task`` is done (the runner's shutdown may sleep)."""
+    async def finish(
+        self, task: asyncio.Task[Any], *, actors: int = 0, timeout: float = 20.0
+    ) -> None:
+        """Drive time until ``task`` is done (the runner's shutdown may sleep).
+
+        ``actors`` is how many coroutines sleep at each step of the shutdown: the runs still in
+        progress when it began, then the final runs that take time. Time moves only once exactly
+        that many sleep, so the loops the shutdown cancels have let go of their sleeps first,
+        and what a woken run does next happens at the time it woke.
+        """
         give_up = time.monotonic() + timeout
         while not task.done():
             if time.monotonic() > give_up:
-                raise AssertionError("the task did not finish")
-            if self._sleepers:
-                when, _, future = heapq.heappop(self._sleepers)
-                self.now = max(self.now, when)
-                future.set_result(None)
+                raise AssertionError(
+                    f"the task did not finish; {self.asleep()} coroutines sleep, {actors} expected"
+                )
+            if self.asleep() == actors and actors:
+                self._wake_next()
             await asyncio.sleep(0.001)
         await task
+
+    def _pending(self) -> list[tuple[float, int, asyncio.Future[None]]]:
+        # A sleep cancelled by the runner's shutdown leaves the heap once its coroutine has
+        # handled the cancellation; until then it is skipped, never woken.
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+        return self._sleepers
+
+    def _wake_next(self) -> None:
+        when, _, future = heapq.heappop(self._pending())
+        self.now = max(self.now, when)
+        future.set_result(None)
 
 
 def events(caplog: pytest.LogCaptureFixture, name: str | None = None) -> list[dict[str, Any]]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sqlite3
+import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,6 +82,7 @@ def test_metrics_are_served_on_the_metrics_port(services: list[Service]) -> None
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         body = response.read().decode()
+    listening = listening_addresses(port)
     worker.send(signal.SIGTERM)
     assert worker.wait(15) == 0
 
@@ -89,7 +93,35 @@ def test_metrics_are_served_on_the_metrics_port(services: list[Service]) -> None
     ]
     assert runs, body
     assert float(runs[0].rsplit(" ", 1)[1]) >= 3
-    assert worker.events("metrics_served")[0]["port"] == port
+    served = worker.events("metrics_served")[0]
+    assert (served["host"], served["port"]) == ("127.0.0.1", port)
+    assert listening == {"127.0.0.1"}, "not on every interface"
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the IPv4 sockets listening on ``port``, from the kernel's table."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if int(local_port, 16) == port and state == "0A":  # TCP_LISTEN
+            found.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+    return found
+
+
+def test_a_taken_metrics_port_stops_it_with_one_clear_line(services: list[Service]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = Service("runworker", "--metrics-port", str(port), env={"SECRET_KEY": "s" * 50})
+        services.append(worker)
+
+        assert worker.wait(30) == 1
+    assert worker.output.strip().splitlines() == [
+        f"CommandError: Cannot serve metrics on 127.0.0.1:{port}: Address already in use. "
+        "Choose another --metrics-port (WORKER_METRICS_PORT) or --metrics-host."
+    ]
 
 
 STOP_BOUND = 25.0  # seconds from SIGTERM to exit, whatever the jobs wait for: the README's

@@ -31,7 +31,7 @@ class Command(BaseCommand):
     help = "Create an API token for a user and print it. Only its digest is stored."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("username")
+        parser.add_argument("username", help="Whose token it is: an existing user's name.")
         parser.add_argument("--name", default="", help="What the token is for.")
         parser.add_argument(
             "--expires-in-days",

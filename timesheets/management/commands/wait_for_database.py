@@ -19,20 +19,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.utils import load_backend
 
+from config.database_problems import describe, fix, reason
+
 logger = structlog.get_logger(__name__)
 
 RETRY_INTERVAL = 1.0  # seconds between two attempts
 MIN_CONNECT_TIMEOUT = 2  # seconds: libpq reads 0 as "wait forever" and 1 as 2
 PROBE_ALIAS = "wait_for_database"
-
-
-def describe(settings_dict: dict[str, Any]) -> str:
-    """Where the database is, as ``host:port/name``, without credentials."""
-    if settings_dict["ENGINE"] == "django.db.backends.postgresql":
-        host = settings_dict.get("HOST") or "localhost"
-        port = settings_dict.get("PORT") or 5432
-        return f"{host}:{port}/{settings_dict['NAME']}"
-    return str(settings_dict["NAME"])
 
 
 def probe(settings_dict: dict[str, Any], *, connect_timeout: int) -> None:
@@ -67,14 +60,6 @@ def sqlite_problem(path: Path) -> str | None:
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         return f"the file is not writable by this user (uid {os.getuid()})"
     return None
-
-
-def _reason(error: Exception, password: str) -> str:
-    # Drivers spread their message over several lines; the failure is reported on one.
-    reason = " ".join(str(error).split()).rstrip(".") or type(error).__name__
-    if password:
-        reason = reason.replace(password, "***")
-    return reason if reason.endswith(("?", "!")) else f"{reason}."
 
 
 class Command(BaseCommand):
@@ -120,17 +105,17 @@ class Command(BaseCommand):
             try:
                 probe(settings_dict, connect_timeout=max(MIN_CONNECT_TIMEOUT, math.ceil(remaining)))
             except DatabaseError as error:
-                reason = _reason(error, settings_dict.get("PASSWORD") or "")
+                said = reason(error, settings_dict.get("PASSWORD") or "")
+                remedy = fix(error)
             else:
                 waited = round(time.monotonic() - started, 1)
                 logger.info("database_available", database=target, waited_s=waited)
                 return
             if attempts == 1:
-                logger.info("database_waiting", database=target, error=reason, timeout_s=timeout)
+                logger.info("database_waiting", database=target, error=said, timeout_s=timeout)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CommandError(
-                    f"Database at {target} not reachable after {timeout:g} s: {reason} "
-                    "Check DATABASE_URL and that the database is running."
+                    f"Database at {target} not reachable after {timeout:g} s: {said} {remedy}"
                 )
             time.sleep(min(RETRY_INTERVAL, remaining))

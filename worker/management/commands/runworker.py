@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 from prometheus_client import start_http_server
 
 from config.commands import ServiceCommand
@@ -32,15 +32,27 @@ class Command(ServiceCommand):
             default=None,
             help="Serve Prometheus metrics on this port (default: WORKER_METRICS_PORT; 0: none).",
         )
+        parser.add_argument(
+            "--metrics-host",
+            default=None,
+            help="The address the metrics port listens on (default: WORKER_METRICS_HOST).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         port: int = options["metrics_port"]
         if port is None:
             port = settings.WORKER_METRICS_PORT
+        host: str = options["metrics_host"] or settings.WORKER_METRICS_HOST
         server = None
         if port:
-            server, _ = start_http_server(port, registry=metrics.registry())
-            logger.info("metrics_served", port=port)
+            try:
+                server, _ = start_http_server(port, addr=host, registry=metrics.registry())
+            except OSError as error:
+                raise CommandError(
+                    f"Cannot serve metrics on {host}:{port}: {error.strerror or error}. "
+                    "Choose another --metrics-port (WORKER_METRICS_PORT) or --metrics-host."
+                ) from None
+            logger.info("metrics_served", host=host, port=port)
         try:
             asyncio.run(self._run(Runner(jobs=discover())))
         finally:
