@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "ninja",
     "timesheets",
     "events",
+    "pages",
     "worker",
 ]
 
