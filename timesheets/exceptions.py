@@ -28,3 +28,15 @@ class SegmentOverlap(CorrectionRefused):
         super().__init__(message)
         self.timesheet_id = timesheet_id
         self.segment_id = segment_id
+
+
+class DatabaseBusy(Exception):
+    """A job's transaction gave up waiting for a lock that others held past the job's bound.
+
+    Not an error of the data: what the job would have done is still to do, and its next run does
+    it (an accrual moves every watermark from where it is).
+    """
+
+    def __init__(self, *, waited_s: float) -> None:
+        super().__init__(f"the database stayed busy with other writers for {waited_s:g} s")
+        self.waited_s = waited_s

@@ -29,7 +29,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from worker import metrics, schedule
-from worker.exceptions import WorkerError
+from worker.exceptions import JobDeferred, WorkerError
 from worker.registry import Job, JobResult
 
 logger = structlog.get_logger("worker")
@@ -328,13 +328,23 @@ class Runner:
         self, state: JobState, error: Exception, *, run: int, duration: float
     ) -> None:
         now = self._clock()
-        metrics.JOB_RUNS.labels(job=state.job.name, outcome="failure").inc()
+        outcome = "deferred" if isinstance(error, JobDeferred) else "failure"
+        metrics.JOB_RUNS.labels(job=state.job.name, outcome=outcome).inc()
         metrics.JOB_DURATION.labels(job=state.job.name).observe(duration)
         state.failures += 1
         state.consecutive_failures += 1
         state.last_duration_ms = _milliseconds(duration)
         state.last_error = f"{type(error).__name__}: {error}"
-        if state.consecutive_failures == 1:
+        if state.consecutive_failures == 1 and isinstance(error, JobDeferred):
+            state.failing_since = state.last_summary = now
+            logger.warning(
+                "job_deferred",
+                job=state.job.name,
+                run=run,
+                duration_ms=state.last_duration_ms,
+                reason=str(error),
+            )
+        elif state.consecutive_failures == 1:
             state.failing_since = state.last_summary = now
             logger.error(
                 "job_failed",

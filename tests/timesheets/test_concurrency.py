@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -14,6 +16,9 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.invariants import assert_invariants
+from timesheets import services
+from timesheets.exceptions import DatabaseBusy
+from timesheets.jobs import accrue_running_timesheets
 from timesheets.models import Project, Segment, Timesheet
 from timesheets.services import (
     timesheet_accrue_running,
@@ -21,6 +26,7 @@ from timesheets.services import (
     timesheet_start,
     timesheet_stop,
 )
+from worker.exceptions import JobDeferred
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("settings_limits")]
 
@@ -177,4 +183,48 @@ def test_the_accrual_skips_a_row_another_transaction_holds(
         other.rollback()
 
     assert timesheet_accrue_running() == 2, "the next accrual takes it"
+    assert_invariants(now=timezone.now())
+
+
+@contextmanager
+def writes_held() -> Iterator[None]:
+    """Another connection holds what the accrual needs: the table (PostgreSQL), the database's
+    write lock (SQLite)."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        from tests import processes
+
+        with psycopg.connect(processes.test_database_url()) as other:
+            other.execute("LOCK TABLE timesheets_timesheet IN ACCESS EXCLUSIVE MODE")
+            yield
+            other.rollback()
+        return
+    writer = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        yield
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()
+
+
+def test_an_accrual_kept_waiting_past_its_bound_is_deferred_and_changes_nothing(
+    alice: User, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "JOB_LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr(services, "JOB_STATEMENT_TIMEOUT", 0.3)
+    running = timesheet_create(
+        owner=alice, project=project, description="", now=timezone.now(), start=True
+    )
+
+    with writes_held():
+        with pytest.raises(DatabaseBusy) as busy:
+            timesheet_accrue_running()
+        with pytest.raises(JobDeferred, match="busy with other writers"):
+            accrue_running_timesheets(timezone.now())
+
+    assert busy.value.waited_s == (0.2 if connection.vendor == "postgresql" else 0.3)
+    assert Timesheet.objects.get(pk=running.pk).accrued_until == running.accrued_until
+    assert timesheet_accrue_running() == 1, "the next run does the work"
     assert_invariants(now=timezone.now())

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from tests.worker.support import EPOCH, VirtualTime, events, rendered
 from worker import metrics
-from worker.exceptions import WorkerError
+from worker.exceptions import JobDeferred, WorkerError
 from worker.registry import Job
 from worker.runner import FAILURE_SUMMARY_INTERVAL, Runner
 
@@ -180,6 +180,37 @@ async def test_consecutive_failures_back_off_and_are_summarised(
     assert recovered["failures"] == first_success == 32
     runner.request_stop()
     await time.finish(task)
+
+
+async def test_a_deferred_run_is_a_warning_not_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = VirtualTime()
+    starts: list[float] = []
+
+    async def busy_once(now: datetime) -> int:
+        starts.append(time.now)
+        if len(starts) == 2:
+            raise JobDeferred("the database stayed busy with other writers for 5 s")
+        return 1
+
+    name = "deferring"
+    deferred_before = sample("worker_job_runs_total", job=name, outcome="deferred")
+    runner = make_runner(time, Job(name=name, function=busy_once, interval=1.0))
+    task = asyncio.create_task(runner.run())
+
+    await time.run_until(1003.5, actors=2)
+    runner.request_stop()
+    await time.finish(task)
+
+    assert relative(starts)[:4] == [0.0, 1.0, 2.0, 3.0], "the next run comes at its tick"
+    assert not events(caplog, "job_failed")
+    (deferred,) = (json.loads(line) for line in rendered(caplog, "job_deferred"))
+    assert deferred["level"] == "warning"
+    assert deferred["reason"] == "the database stayed busy with other writers for 5 s"
+    assert "exception" not in deferred, "no traceback: nothing went wrong"
+    assert sample("worker_job_runs_total", job=name, outcome="deferred") - deferred_before == 1.0
+    assert sample("worker_job_runs_total", job=name, outcome="failure") == 0.0
 
 
 async def test_a_loop_that_crashes_is_restarted(caplog: pytest.LogCaptureFixture) -> None:

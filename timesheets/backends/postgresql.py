@@ -14,12 +14,14 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
-from django.db import connection, transaction
+import psycopg.errors
+from django.db import OperationalError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from events.models import Event
 from events.services import ORDER_LOCK, NewEvent
 from timesheets.backends import Batch, Ending, Opening
+from timesheets.exceptions import DatabaseBusy
 from timesheets.models import Segment, Timesheet
 
 TIMESHEETS: LiteralString = "timesheets_timesheet"
@@ -180,10 +182,15 @@ class PostgreSQLBackend:
             # last few such commits, never more; an accrual loses nothing by that, since the
             # next one moves the same watermarks from where they were.
             settings.append("SET LOCAL synchronous_commit = off")
-        with transaction.atomic(), connection.cursor() as cursor:
-            # For this transaction only: the connection goes back to the pool unchanged.
-            cursor.execute("; ".join(settings))
-            yield
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                # For this transaction only: the connection goes back to the pool unchanged.
+                cursor.execute("; ".join(settings))
+                yield
+        except OperationalError as error:
+            if not isinstance(error.__cause__, psycopg.errors.LockNotAvailable):
+                raise
+            raise DatabaseBusy(waited_s=lock_timeout) from error
 
 
 BACKEND = PostgreSQLBackend()

@@ -8,17 +8,19 @@ plain statements. The accrual is one set-based UPDATE per batch whose arithmetic
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Expression, F, Max
 from django.utils import timezone
 
 from events.services import NewEvent, event_record
 from timesheets.backends import Batch, Ending, Opening
+from timesheets.exceptions import DatabaseBusy
 from timesheets.expressions import Earliest, Elapsed, Plus, Shift, duration, instant
 from timesheets.models import Segment, Timesheet
 
@@ -96,9 +98,22 @@ class SQLiteBackend:
             try:
                 with transaction.atomic():
                     yield
+            except OperationalError as error:
+                if not _is_busy(error):
+                    raise
+                raise DatabaseBusy(waited_s=statement_timeout) from error
             finally:
                 busy_timeout = settings.DATABASES[connection.alias]["OPTIONS"].get("timeout", 5)
                 cursor.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+
+
+def _is_busy(error: OperationalError) -> bool:
+    """Whether SQLite answered "busy": another connection held the lock all the time we waited."""
+    cause = error.__cause__
+    if not isinstance(cause, sqlite3.OperationalError):
+        return False
+    # Extended result codes keep the primary code in their low byte (SQLITE_BUSY_SNAPSHOT...).
+    return cause.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 BACKEND = SQLiteBackend()
