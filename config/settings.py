@@ -201,6 +201,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "pages:my_time"
+LOGOUT_REDIRECT_URL = "login"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str(
     "TIME_ZONE",
@@ -234,6 +238,50 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 
 # Bodies larger than this are refused with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # bytes
+
+# --- E-mail (password reset) ---------------------------------------------------------------
+
+# While debugging, messages are printed by the process instead of being sent.
+EMAIL_BACKEND = (
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_HOST = env_str(
+    "EMAIL_HOST",
+    default="localhost",
+    allowed="a host name or address",
+    description="The SMTP server password-reset e-mail goes through (DEBUG off only).",
+)
+EMAIL_PORT = env_int(
+    "EMAIL_PORT",
+    default=25,
+    minimum=1,
+    maximum=65535,
+    description="The SMTP server's port.",
+)
+EMAIL_HOST_USER = env_str(
+    "EMAIL_HOST_USER",
+    default="",
+    description="The SMTP user name; empty: no authentication.",
+)
+EMAIL_HOST_PASSWORD = env_str(
+    "EMAIL_HOST_PASSWORD",
+    default="",
+    description="The SMTP password. Never logged.",
+)
+EMAIL_USE_TLS = env_bool(
+    "EMAIL_USE_TLS",
+    default=False,
+    description="Talk to the SMTP server over STARTTLS.",
+)
+DEFAULT_FROM_EMAIL = env_str(
+    "DEFAULT_FROM_EMAIL",
+    default="webmaster@localhost",
+    allowed="an e-mail address",
+    description="The sender of the service's e-mail.",
+)
+EMAIL_TIMEOUT = 10  # seconds; an SMTP server that hangs must not hold a request
 
 # --- Logging ------------------------------------------------------------------------------
 
