@@ -50,15 +50,11 @@ class InstantField(forms.DateTimeField):
         return result
 
 
-class DurationInHoursField(forms.CharField):
+class DurationInHoursField(forms.Field):
     """A length of time as H:MM, H:MM:SS or decimal hours (1.5 or 1.5h)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 20)
-        super().__init__(**kwargs)
-
-    def to_python(self, value: Any) -> timedelta | None:  # type: ignore[override]
-        text = super().to_python(value)
+    def to_python(self, value: Any) -> timedelta | None:
+        text = str(value or "").strip()
         if not text:
             return None
         match = _DURATION.match(text)

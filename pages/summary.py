@@ -46,7 +46,8 @@ class Live:
         )
 
     def __str__(self) -> str:
-        return self.text
+        # Templates turn values into text before escaping them: the markup is the text.
+        return self.__html__()
 
 
 @dataclass(frozen=True)
