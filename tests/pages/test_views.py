@@ -184,33 +184,6 @@ def test_password_reset_by_e_mail(client: Client, alice: User) -> None:
     assert "not valid any more" in text(client.get(link[1], follow=True))
 
 
-def test_e_mail_is_printed_while_debugging_and_sent_over_smtp_otherwise() -> None:
-    import subprocess
-    import sys
-
-    def backend(debug: str) -> str:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import django; django.setup(); from django.conf import settings; "
-                "print(settings.MAILERS['default']['BACKEND'])",
-            ],
-            env={
-                "DJANGO_SETTINGS_MODULE": "config.settings",
-                "DEBUG": debug,
-                "SECRET_KEY": "x" * 50,
-                "PATH": "/usr/bin:/bin",
-            },
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-
-    assert backend("true") == "django.core.mail.backends.console.EmailBackend"
-    assert backend("false") == "django.core.mail.backends.smtp.EmailBackend"
-
-
 # --- Navigation ----------------------------------------------------------------------------
 
 
