@@ -72,6 +72,18 @@ def person_page(view: View) -> View:
     return wrapped
 
 
+def _render(
+    request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200
+) -> HttpResponse:
+    """Render now, in the person's time zone; ``zone`` names it (its IANA name)."""
+    return render(
+        request,
+        template,
+        {"zone": str(timezone.get_current_timezone()), **context},
+        status=status,
+    )
+
+
 def _person(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User), "person_page lets signed-in people only"
@@ -104,7 +116,7 @@ def _my_time_page(
 ) -> HttpResponse:
     now = clock.read()
     summary = summarize(owner_id=_person(request).pk, zone=timezone.get_current_timezone(), now=now)
-    return render(
+    return _render(
         request,
         "pages/my_time.html",
         {"summary": summary, "start_form": start_form},
@@ -174,7 +186,7 @@ def _next(request: HttpRequest, default: str) -> str:
 def entry_add(request: HttpRequest) -> HttpResponse:
     person = _person(request)
     if request.method != "POST":
-        return render(request, "pages/entry_add.html", {"form": PastEntryForm()})
+        return _render(request, "pages/entry_add.html", {"form": PastEntryForm()})
     form = PastEntryForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -196,7 +208,7 @@ def entry_add(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "Entry added.")
             return redirect("pages:entry", pk=timesheet.pk)
-    return render(request, "pages/entry_add.html", {"form": form}, status=REFUSED)
+    return _render(request, "pages/entry_add.html", {"form": form}, status=REFUSED)
 
 
 @require_safe
@@ -234,7 +246,7 @@ def _entry_page(
         (correction, _readable(correction.before), _readable(correction.after))
         for correction in correction_list(timesheet_id=timesheet.pk)
     ]
-    return render(
+    return _render(
         request,
         "pages/entry.html",
         {
@@ -257,6 +269,8 @@ def _readable(record: dict[str, Any] | None) -> list[tuple[str, Any]]:
         return []
     shown = []
     for key, value in record.items():
+        if key in {"id", "timesheet_id", "owner_id"}:
+            continue  # the page is the entry's: its ids say nothing more
         shown_value: Any = value
         if key in {"started_at", "ended_at"} and isinstance(value, str):
             shown_value = parse_datetime(value) or value
@@ -397,7 +411,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         form = TokenForm(now=now)
     # The secret is in this answer's page and nowhere else: not in a redirect's message
     # (which would travel in a cookie or sit in the session), and never cached (never_cache).
-    return render(
+    return _render(
         request,
         "pages/tokens.html",
         {
@@ -439,9 +453,9 @@ def account(request: HttpRequest) -> HttpResponse:
         current = Profile.objects.filter(user=person).values_list("time_zone", flat=True).first()
         form = AccountForm(initial={"time_zone": current or ""})
         status = 200
-    return render(
+    return _render(
         request,
         "pages/account.html",
-        {"form": form, "zone": timezone.get_current_timezone_name(), "now": timezone.now()},
+        {"form": form, "now": timezone.now()},
         status=status,
     )

@@ -65,6 +65,14 @@ def seconds(text: str) -> int:
     return hours * 3600 + minutes * 60 + secs
 
 
+def assert_fits(page: Page) -> None:
+    """Nothing is wider than the screen: no sideways scrolling, on a phone either."""
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{page.url} is {overflow} px wider than the screen"
+
+
 def scenario(page: Page, base: str, username: str, zone: zoneinfo.ZoneInfo) -> None:
     page.goto(f"{base}/")
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
@@ -85,6 +93,7 @@ def scenario(page: Page, base: str, username: str, zone: zoneinfo.ZoneInfo) -> N
 
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_text("No timer is running.")).to_be_visible()
+    assert_fits(page)
     today = page.locator("#today-total")
     before = seconds(today.inner_text())
 
@@ -106,6 +115,7 @@ def scenario(page: Page, base: str, username: str, zone: zoneinfo.ZoneInfo) -> N
     run.get_by_role("button", name="Save run 1").click()
     expect(page.locator("#entry-total")).to_have_text("0:45:00")
     expect(page.get_by_role("cell", name="run changed")).to_be_visible()
+    assert_fits(page)
 
     # The day's total has grown by the entry's 45 minutes.
     page.get_by_role("link", name="My time").click()
@@ -115,6 +125,17 @@ def scenario(page: Page, base: str, username: str, zone: zoneinfo.ZoneInfo) -> N
     day = page.locator(f"#day-{start.date():%Y-%m-%d} .day-total")
     assert seconds(day.inner_text()) == before + 45 * 60
     expect(page.get_by_role("link", name="Earlier work")).to_be_visible()
+    assert_fits(page)
+
+    # A token: its secret on the page, which still fits the screen.
+    page.get_by_role("link", name="Tokens").click()
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Create the token").click()
+    expect(page.locator("#issued-secret")).to_contain_text("tsk_")
+    assert_fits(page)
+    page.get_by_role("link", name="Account").click()
+    expect(page.locator("#current-zone")).to_have_text(zone.key)
+    assert_fits(page)
 
 
 @pytest.mark.parametrize(
@@ -140,11 +161,6 @@ def test_a_person_records_time_in_the_browser(
             page.set_default_timeout(WAIT_MS)
             try:
                 scenario(page, server, username, zone)
-                # Nothing is wider than the screen: no sideways scrolling on a phone.
-                overflow = page.evaluate(
-                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-                )
-                assert overflow <= 0, f"the page is {overflow} px wider than the screen"
             except BaseException:
                 shots = tmp_path / "screenshots"
                 shots.mkdir(exist_ok=True)

@@ -408,6 +408,7 @@ def test_the_entry_page_shows_its_runs_in_the_person_s_time_zone(
     page = text(web.get(f"/entries/{entry.pk}"))
     (segment,) = entry.segments.all()
     assert f'value="{local(segment.started_at, zone)}"' in page
+    assert f"Times are in your time zone, {zone.key}." in page
     assert live_seconds(page, "entry-total") == 3600
     # Its correction history: who, what, and the run in the person's time zone.
     assert "run added" in page
