@@ -19,7 +19,6 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
@@ -158,7 +157,7 @@ def timer_restart(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, error.message)
         return redirect("pages:entry", pk=pk)
     messages.success(request, "Timer started.")
-    return redirect("pages:my_time")
+    return _back(request, pk)
 
 
 @require_POST
@@ -169,13 +168,15 @@ def timer_stop(request: HttpRequest, pk: int) -> HttpResponse:
     except Timesheet.DoesNotExist:
         raise Http404("No such entry.") from None
     messages.success(request, "Timer stopped.")
-    return redirect(_next(request, reverse("pages:my_time")))
+    return _back(request, pk)
 
 
-def _next(request: HttpRequest, default: str) -> str:
-    # Only the pages' own addresses: never an open redirect.
-    target = request.POST.get("next", "")
-    return target if target in {reverse("pages:my_time")} else default
+def _back(request: HttpRequest, pk: int) -> HttpResponse:
+    """Back to the entry's page when the form came from it, else to My time (a name, not an
+    address: never an open redirect)."""
+    if request.POST.get("back") == "entry":
+        return redirect("pages:entry", pk=pk)
+    return redirect("pages:my_time")
 
 
 # --- Entries ----------------------------------------------------------------------------

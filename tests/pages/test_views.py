@@ -240,6 +240,26 @@ def test_start_and_stop_a_timer(web: Client, alice: User, project: Project) -> N
     assert "No timer is running." in text(web.get("/"))
 
 
+def test_start_again_and_stop_from_the_entry_page_come_back_to_it(
+    web: Client, alice: User, project: Project
+) -> None:
+    timesheet = past_entry(alice, project, ago(hours=2), ago(hours=1))
+    back = {"back": "entry"}
+    assert web.post(f"/entries/{timesheet.pk}/start", back)["Location"] == (
+        f"/entries/{timesheet.pk}"
+    )
+    timesheet.refresh_from_db()
+    assert timesheet.status == Timesheet.Status.RUNNING
+    assert web.post(f"/entries/{timesheet.pk}/stop", back)["Location"] == (
+        f"/entries/{timesheet.pk}"
+    )
+    timesheet.refresh_from_db()
+    assert timesheet.status == Timesheet.Status.STOPPED
+    assert timesheet.segments.count() == 2
+    # Anything else leads to My time, never elsewhere.
+    assert web.post(f"/entries/{timesheet.pk}/start", {"back": "//evil.example"})["Location"] == "/"
+
+
 def test_starting_another_timer_stops_the_running_one_under_the_limit(
     web: Client, alice: User, project: Project
 ) -> None:
