@@ -130,7 +130,7 @@ def timer_start(request: HttpRequest) -> HttpResponse:
     form = StartForm(request.POST)
     if form.is_valid():
         try:
-            timesheet = timesheet_create(
+            timesheet_create(
                 owner=person,
                 project=form.cleaned_data["project"],
                 description=form.cleaned_data["description"],
@@ -139,7 +139,6 @@ def timer_start(request: HttpRequest) -> HttpResponse:
         except TimesheetsError as error:
             form.add_error(None, error.message)
         else:
-            logger.info("timer_started", timesheet_id=timesheet.pk, owner_id=person.pk)
             messages.success(request, "Timer started.")
             return redirect("pages:my_time")
     return _my_time_page(request, start_form=form, status=REFUSED)
