@@ -201,6 +201,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "pages:my_time"
+LOGOUT_REDIRECT_URL = "login"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str(
     "TIME_ZONE",
@@ -234,6 +238,62 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 
 # Bodies larger than this are refused with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # bytes
+
+# --- E-mail (password reset) ---------------------------------------------------------------
+
+# Django's MAILERS; the values come from variables named as Django's former e-mail settings.
+# (Lower-case names: an upper-case EMAIL_HOST here would be a deprecated Django setting.)
+_email_host = env_str(
+    "EMAIL_HOST",
+    default="localhost",
+    allowed="a host name or address",
+    description="The SMTP server password-reset e-mail goes through (DEBUG off only).",
+)
+_email_port = env_int(
+    "EMAIL_PORT",
+    default=25,
+    minimum=1,
+    maximum=65535,
+    description="The SMTP server's port.",
+)
+_email_user = env_str(
+    "EMAIL_HOST_USER",
+    default="",
+    description="The SMTP user name; empty: no authentication.",
+)
+_email_password = env_str(
+    "EMAIL_HOST_PASSWORD",
+    default="",
+    description="The SMTP password. Never logged.",
+)
+_email_tls = env_bool(
+    "EMAIL_USE_TLS",
+    default=False,
+    description="Talk to the SMTP server over STARTTLS.",
+)
+DEFAULT_FROM_EMAIL = env_str(
+    "DEFAULT_FROM_EMAIL",
+    default="webmaster@localhost",
+    allowed="an e-mail address",
+    description="The sender of the service's e-mail.",
+)
+EMAIL_TIMEOUT_SECONDS = 10  # an SMTP server that hangs must not hold a request longer
+MAILERS: dict[str, dict[str, Any]] = {
+    # While debugging, e-mail is printed by the process instead of being sent.
+    "default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if DEBUG
+    else {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _email_host,
+            "port": _email_port,
+            "username": _email_user,
+            "password": _email_password,
+            "use_tls": _email_tls,
+            "timeout": EMAIL_TIMEOUT_SECONDS,
+        },
+    }
+}
 
 # --- Logging ------------------------------------------------------------------------------
 

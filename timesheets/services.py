@@ -47,7 +47,7 @@ from timesheets.exceptions import (
     SegmentOverlap,
 )
 from timesheets.expressions import Elapsed, Latest, Plus, Shift, duration, instant
-from timesheets.models import ApiToken, Correction, Project, Segment, Timesheet
+from timesheets.models import ApiToken, Correction, Profile, Project, Segment, Timesheet
 from timesheets.policy import (
     max_run_length,
     max_running_per_user,
@@ -556,6 +556,21 @@ def api_token_create(
     return IssuedToken(token=token, secret=secret)
 
 
+def api_token_revoke(*, user: User, token_id: int, now: datetime) -> ApiToken:
+    """Make one of the person's tokens expire now (``ApiToken.DoesNotExist`` if not theirs).
+
+    The record stays, so that its use can still be traced; a token already expired keeps its
+    expiry.
+    """
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().get(pk=token_id, user=user)
+        if token.expires_at is None or token.expires_at > now:
+            token.expires_at = now
+            token.save(update_fields=["expires_at"])
+    logger.info("api_token_revoked", token_id=token.pk, user_id=user.pk)
+    return token
+
+
 def api_token_fill(*, token: ApiToken, now: datetime) -> str:
     """Give an unsaved token (built by the admin's form) a fresh secret; return the secret."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -570,6 +585,16 @@ async def api_token_amark_used(*, token: ApiToken, now: datetime) -> None:
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
         await ApiToken.objects.filter(pk=token.pk).aupdate(last_used_at=now)
         token.last_used_at = now
+
+
+# --- Profiles -----------------------------------------------------------------------------
+
+
+def profile_set_time_zone(*, user: User, time_zone: str) -> Profile:
+    """Set the time zone the person's pages show times in (an IANA name; empty: the
+    service's)."""
+    profile, _ = Profile.objects.update_or_create(user=user, defaults={"time_zone": time_zone})
+    return profile
 
 
 # --- Internals ----------------------------------------------------------------------------

@@ -225,3 +225,56 @@ class TestBounds:
         assert result.stderr.startswith(said), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert "short" not in result.stderr, "a token is never printed"
+
+
+SHOW_MAIL = (
+    "import json, django; django.setup(); from django.conf import settings; "
+    "from django.core import mail; from django.views.debug import SafeExceptionReporterFilter; "
+    "m = mail.mailers.default; "
+    "print(json.dumps({'backend': type(m).__module__, 'from': settings.DEFAULT_FROM_EMAIL, "
+    "'smtp': [getattr(m, k, None) for k in ('host', 'port', 'username', 'password', 'use_tls')], "
+    "'shown': SafeExceptionReporterFilter().get_safe_settings()['MAILERS']}, default=repr))"
+)
+SMTP_PASSWORD = "hunter2-not-for-logs"
+
+
+class TestEmail:
+    def test_printed_by_the_process_while_debugging(self) -> None:
+        result = run("-c", SHOW_MAIL, DEBUG="true")
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["backend"] == "django.core.mail.backends.console"
+
+    def test_sent_over_smtp_from_the_environment_otherwise(self) -> None:
+        result = run(
+            "-c",
+            SHOW_MAIL,
+            DEBUG="false",
+            SECRET_KEY="k" * 50,
+            EMAIL_HOST="smtp.example.com",
+            EMAIL_PORT="587",
+            EMAIL_HOST_USER="mailer",
+            EMAIL_HOST_PASSWORD=SMTP_PASSWORD,
+            EMAIL_USE_TLS="true",
+            DEFAULT_FROM_EMAIL="time@example.com",
+        )
+
+        assert result.returncode == 0, result.stderr
+        shown = json.loads(result.stdout)
+        assert shown["backend"] == "django.core.mail.backends.smtp"
+        assert shown["smtp"] == ["smtp.example.com", 587, "mailer", SMTP_PASSWORD, True]
+        assert shown["from"] == "time@example.com"
+        # Django's error pages and reports hide it.
+        assert SMTP_PASSWORD not in json.dumps(shown["shown"])
+
+    def test_a_bad_value_is_refused_without_printing_the_password(self) -> None:
+        result = run(
+            "-c",
+            "import django; django.setup()",
+            EMAIL_PORT="70000",
+            EMAIL_HOST_PASSWORD=SMTP_PASSWORD,
+        )
+
+        assert result.returncode != 0
+        assert "EMAIL_PORT='70000' is out of range" in result.stderr
+        assert SMTP_PASSWORD not in result.stderr

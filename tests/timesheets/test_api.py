@@ -726,7 +726,6 @@ REQUESTS = [
     ("staff", "POST", "/api/timesheets/%(mine)d/stop", 404, None),
     ("staff", "POST", "/api/timesheets/%(theirs)d/start", 404, None),
     # Unknown paths
-    ("alice", "GET", "/api/", 404, None),
     ("alice", "GET", "/api/nothing", 404, None),
     ("alice", "POST", "/api/timesheets/%(mine)d/pause", 404, None),
     ("nobody", "GET", "/api/projects/1", 404, None),
@@ -767,6 +766,7 @@ WRONG_METHODS = [
     ("/api/projects", ["PUT", "DELETE"], {"GET", "POST"}),
     ("/api/openapi.json", ["POST", "PUT", "DELETE"], {"GET", "HEAD"}),
     ("/api/docs", ["POST", "DELETE"], {"GET", "HEAD"}),
+    ("/api/", ["POST", "DELETE"], {"GET", "HEAD"}),  # GET: a redirect to the docs
 ]
 
 

@@ -13,7 +13,7 @@ from tests.invariants import assert_invariants, segments_total
 from timesheets import services
 from timesheets.backends import Batch
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
-from timesheets.models import ApiToken, Project, Segment, Timesheet
+from timesheets.models import ApiToken, Profile, Project, Segment, Timesheet
 from timesheets.services import (
     api_token_amark_used,
     api_token_create,
@@ -482,3 +482,29 @@ class TestApiTokens:
         assert ApiToken.objects.get().last_used_at == at(0)
         async_to_sync(api_token_amark_used)(token=token, now=at(61))
         assert ApiToken.objects.get().last_used_at == at(61)
+
+
+class TestTokenRevocation:
+    def test_a_token_expires_now_and_an_expired_one_keeps_its_expiry(
+        self, alice: User, bob: User
+    ) -> None:
+        live = services.api_token_create(user=alice, name="live", expires_at=None, now=T0)
+        old = services.api_token_create(user=alice, name="old", expires_at=at(10), now=T0)
+
+        services.api_token_revoke(user=alice, token_id=live.token.pk, now=at(60))
+        services.api_token_revoke(user=alice, token_id=old.token.pk, now=at(60))
+
+        assert ApiToken.objects.get(pk=live.token.pk).expires_at == at(60)
+        assert ApiToken.objects.get(pk=old.token.pk).expires_at == at(10)
+        with pytest.raises(ApiToken.DoesNotExist):
+            services.api_token_revoke(user=bob, token_id=live.token.pk, now=at(120))
+        assert ApiToken.objects.get(pk=live.token.pk).expires_at == at(60)
+
+
+class TestProfile:
+    def test_the_time_zone_is_set_and_changed(self, alice: User) -> None:
+        services.profile_set_time_zone(user=alice, time_zone="Asia/Tokyo")
+        services.profile_set_time_zone(user=alice, time_zone="Europe/Paris")
+
+        (profile,) = Profile.objects.filter(user=alice)
+        assert profile.time_zone == "Europe/Paris"
