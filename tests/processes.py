@@ -34,6 +34,11 @@ def test_database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
 
 
+def is_accrual(event: dict[str, Any]) -> bool:
+    """Whether a logged job event is the accrual's (every runner also beats, every 5 s)."""
+    return str(event.get("job", "")).startswith("accrue")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

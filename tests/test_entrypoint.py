@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from tests import processes
 from tests.invariants import assert_invariants
-from tests.processes import ROOT, Service, free_port
+from tests.processes import ROOT, Service, free_port, is_accrual
 from tests.test_compose import load_compose, seconds, service_environment
 from tests.test_dockerfile import healthcheck_command
 from timesheets.models import Project
@@ -202,7 +202,7 @@ def test_web_serves_and_stops_gracefully_with_a_final_accrual(
     # The image's HEALTHCHECK, run where the image runs it.
     check = subprocess.run(healthcheck_command(), env=environment, check=False, timeout=30)
     assert check.returncode == 0
-    web.wait_for("job_run", where=lambda event: event["rows"] == 1)
+    web.wait_for("job_run", where=lambda event: is_accrual(event) and event["rows"] == 1)
     assert web.events("runner_hosted")[0]["mode"] == "serving_loop"
 
     sent_at = timezone.now()

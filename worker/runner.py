@@ -15,6 +15,7 @@ Django's request cycle does, so a connection the database dropped is never reuse
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -92,6 +93,10 @@ def _call_sync(job: Job, now: datetime) -> JobResult:
         return cast(Callable[[datetime], JobResult], job.function)(now)
     finally:
         close_old_connections()
+
+
+# The runner whose job is running: a job that reports on its runner (the heartbeat) reads it.
+current_runner: contextvars.ContextVar[Runner] = contextvars.ContextVar("current_runner")
 
 
 class Runner:
@@ -175,6 +180,7 @@ class Runner:
             self._stop_requested.set()
         self._running = True
         self.started_at = self._wall_clock()
+        current_runner.set(self)  # run() has a context of its own: its task's
         logger.info("runner_started", jobs=list(self._states), pid=os.getpid())
         try:
             async with ThreadSensitiveContext(executor=self._executor):

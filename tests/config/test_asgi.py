@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from tests.invariants import assert_invariants
-from tests.processes import Service, free_port
+from tests.processes import Service, free_port, is_accrual
 from timesheets.models import Project
 from timesheets.services import timesheet_create
 
@@ -35,7 +35,7 @@ def test_the_lifespan_runs_the_jobs_and_sigterm_stops_them_gracefully(
     timesheet = timesheet_create(owner=alice, project=project, description="", now=now, start=True)
     service, port = web
 
-    service.wait_for("job_run", where=lambda event: event["rows"] == 1)
+    service.wait_for("job_run", where=lambda event: is_accrual(event) and event["rows"] == 1)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
     assert service.events("runner_hosted")[0]["mode"] == "serving_loop"

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from tests import processes
 from tests.invariants import assert_invariants
-from tests.processes import Service
+from tests.processes import Service, is_accrual
 from timesheets.models import Project, Timesheet
 from timesheets.services import timesheet_create
 
@@ -40,7 +40,7 @@ def test_sigterm_stops_gracefully_with_a_final_accrual(
     timesheet = timesheet_create(owner=alice, project=project, description="", now=now, start=True)
     worker = Service("runworker", env={"WORKER_TICK_SECONDS": "0.2"})
     services.append(worker)
-    worker.wait_for("job_run", where=lambda event: event["rows"] == 1)
+    worker.wait_for("job_run", where=lambda event: is_accrual(event) and event["rows"] == 1)
 
     sent_at = timezone.now()
     worker.send(signal.SIGTERM)
@@ -60,7 +60,7 @@ def test_each_run_logs_its_numbers(services: list[Service], settings: Any) -> No
     worker = Service("runworker", env={"WORKER_TICK_SECONDS": "0.1"})
     services.append(worker)
 
-    run = worker.wait_for("job_run", where=lambda event: event["run"] == 3)
+    run = worker.wait_for("job_run", where=lambda event: is_accrual(event) and event["run"] == 3)
     worker.send(signal.SIGINT)
     assert worker.wait(15) == 0
 
@@ -78,7 +78,7 @@ def test_metrics_are_served_on_the_metrics_port(services: list[Service]) -> None
     port = free_port()
     worker = Service("runworker", "--metrics-port", str(port), env={"WORKER_TICK_SECONDS": "0.1"})
     services.append(worker)
-    worker.wait_for("job_run", where=lambda event: event["run"] == 3)
+    worker.wait_for("job_run", where=lambda event: is_accrual(event) and event["run"] == 3)
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         body = response.read().decode()
@@ -155,7 +155,7 @@ def test_sigterm_during_a_blocked_accrual_stops_within_the_bound(
     timesheet_create(owner=alice, project=project, description="", now=timezone.now(), start=True)
     worker = Service("runworker", env={"WORKER_TICK_SECONDS": "0.2"})
     services.append(worker)
-    worker.wait_for("job_run", where=lambda event: event["rows"] == 1)
+    worker.wait_for("job_run", where=lambda event: is_accrual(event) and event["rows"] == 1)
 
     with jobs_blocked():
         time.sleep(0.5)  # the next accrual, due within 0.2 s, now waits for the lock
