@@ -103,6 +103,7 @@ def _attachment(response: HttpResponse | StreamingHttpResponse, name: str) -> No
     by_alias=True,
     exclude_none=True,  # only the groups asked for
     summary="Time per person, project, day or week, in your time zone",
+    url_name="reports",
 )
 async def reports(
     request: HttpRequest,
