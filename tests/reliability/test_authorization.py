@@ -81,6 +81,8 @@ OPERATIONS = [
     Operation("POST", "/api/timesheets/{mine}/segments", EARLIER, 201, 404, 201),
     Operation("PATCH", "/api/segments/{run}", {"started_at": "{later_start}"}, 200, 404, 200),
     Operation("DELETE", "/api/segments/{run}", None, 204, 404, 204),
+    Operation("GET", "/api/reports?from=2026-01-01&to=2026-12-31", None, 200, 200, 200),
+    Operation("GET", "/api/reports?from=2026-01-01&to=2026-12-31&user=alice", None, 200, 403, 200),
 ]
 
 

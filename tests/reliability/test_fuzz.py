@@ -64,11 +64,12 @@ OPERATIONS = [
     ("POST", "/api/timesheets/{timesheet_id}/segments"),
     ("PATCH", "/api/segments/{segment_id}"),
     ("DELETE", "/api/segments/{segment_id}"),
+    ("GET", "/api/reports"),
 ]
 
 # Schema-valid requests that name something that does not exist: the document cannot say
 # which ids and names exist, so these are the only 422s a valid request may get.
-MISSING_REFERENCES = ("No project with id ", "No user named ")
+MISSING_REFERENCES = ("No project with id ", "No user named ", "Invalid report: user: No user")
 # Nor can it say which runs the time model accepts: these refusals are the others.
 TIME_MODEL_REFUSALS = (
     "A run must end after it starts",
@@ -76,6 +77,12 @@ TIME_MODEL_REFUSALS = (
     "This run would overlap",
     "This run is still running",
     "A finished run cannot be reopened",
+    # and which ranges of days a report covers: these the schema cannot state either.
+    "Invalid report: to: The last day",
+    "Invalid report: to: A report covers at most",
+    "Invalid report: from: Give a day",
+    "Invalid report: to: Give a day",
+    "Invalid report: group_by:",
 )
 UNSAFE = ("POST", "PATCH", "DELETE")
 
