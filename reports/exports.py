@@ -47,6 +47,17 @@ def filename(report: Report, extension: str) -> str:
     return f"report-{report.query.start}-to-{report.query.end}.{extension}"
 
 
+# A spreadsheet opening the CSV would run a cell beginning with one of these as a formula; a
+# username may begin with "+", "-" or "@". Such text is sent with a leading apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str | date) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
+
+
 class _Line:
     """A file that hands back what is written to it: csv.writer then yields one line a row."""
 
@@ -59,7 +70,7 @@ def csv_lines(report: Report) -> Iterator[str]:
     writer = csv.writer(_Line(), dialect="excel")  # the excel dialect is RFC 4180's
     yield writer.writerow(header(report))
     for row in report.rows:
-        values = [value.isoformat() if isinstance(value, date) else value for value in row.key]
+        values = [_text(value) for value in row.key]
         yield writer.writerow([*values, seconds_text(row.total), hms(row.total)])
     if report.query.group_by:
         blanks = [""] * (len(report.query.group_by) - 1)

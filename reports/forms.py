@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from reports.selectors import GROUPS, MAX_REPORT_DAYS, Group, ReportQuery
-from timesheets.permissions import VIEW_TIMESHEET
+from timesheets.permissions import may_read_others
 
 # Dates whose midnight exists in UTC in every time zone, a day either side included.
 EARLIEST_DAY = date(1900, 1, 1)
@@ -82,11 +82,11 @@ class ReportForm(forms.Form):
     def _choose_owner(self, username: str) -> None:
         """Whose time: the caller's own by default; everyone's, or the one named, for holders
         of view_timesheet. Naming someone else without it is refused (code "forbidden")."""
-        may_read_others = self.caller.has_perm(VIEW_TIMESHEET)
+        reads_others = may_read_others(self.caller)
         if not username or username == self.caller.get_username():
-            self.owner_id = None if may_read_others and not username else self.caller.pk
+            self.owner_id = None if reads_others and not username else self.caller.pk
             return
-        if not may_read_others:
+        if not reads_others:
             self.add_error(
                 "user",
                 ValidationError(

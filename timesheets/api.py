@@ -18,7 +18,7 @@ from ninja import P, QueryEx, Router, Status
 from ninja.errors import HttpError
 
 from timesheets.models import Project, Segment, Timesheet
-from timesheets.permissions import ADD_PROJECT, CHANGE_TIMESHEET, VIEW_TIMESHEET, aheld, amay
+from timesheets.permissions import ADD_PROJECT, CHANGE_TIMESHEET, aheld, amay, amay_read_others
 from timesheets.schemas import (
     MAX_ID,
     ErrorOut,
@@ -85,7 +85,7 @@ async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads:
     if timesheet is None:
         raise _not_found(timesheet_id)
     # Permissions are read only for someone else's: the owner's own reads cost no query more.
-    if timesheet.owner_id != caller.pk and not (staff_reads and await amay(caller, VIEW_TIMESHEET)):
+    if timesheet.owner_id != caller.pk and not (staff_reads and await amay_read_others(caller)):
         raise _not_found(timesheet_id)
     return timesheet
 
@@ -131,7 +131,7 @@ async def list_timesheets(
     caller = _caller(request)
     owner_id = caller.pk
     if user is not None and user != caller.get_username():
-        if not await amay(caller, VIEW_TIMESHEET):
+        if not await amay_read_others(caller):
             raise HttpError(
                 403, "Listing other people's timesheets needs the view_timesheet permission."
             )

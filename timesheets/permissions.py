@@ -10,7 +10,7 @@ from django.contrib.auth.models import AnonymousUser, User
 
 ADD_PROJECT = "timesheets.add_project"  # create projects
 VIEW_TIMESHEET = "timesheets.view_timesheet"  # read anyone's timesheets, runs and reports
-CHANGE_TIMESHEET = "timesheets.change_timesheet"  # correct anyone's runs
+CHANGE_TIMESHEET = "timesheets.change_timesheet"  # correct anyone's runs (and read them)
 RUN_WORKER = "timesheets.run_worker"  # see and start the periodic-job runner
 
 # What ``GET /api/me`` reports, in this order.
@@ -20,6 +20,16 @@ API_PERMISSIONS = (ADD_PROJECT, VIEW_TIMESHEET, CHANGE_TIMESHEET, RUN_WORKER)
 async def amay(user: User | AnonymousUser, permission: str) -> bool:
     """Whether the person holds the permission (directly, through a group, or as superuser)."""
     return bool(user.is_active and await user.ahas_perm(permission))
+
+
+async def amay_read_others(user: User | AnonymousUser) -> bool:
+    """Whether the person may read anyone's timesheets: as in the admin, the permission to
+    change them includes the permission to view them."""
+    return await amay(user, VIEW_TIMESHEET) or await amay(user, CHANGE_TIMESHEET)
+
+
+def may_read_others(user: User | AnonymousUser) -> bool:
+    return user.is_active and (user.has_perm(VIEW_TIMESHEET) or user.has_perm(CHANGE_TIMESHEET))
 
 
 async def aheld(user: User | AnonymousUser) -> list[str]:

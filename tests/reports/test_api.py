@@ -164,3 +164,14 @@ async def test_reports_need_credentials() -> None:
     response = await AsyncClient().get(f"/api/reports?{RANGE}")
 
     assert response.status_code == 401
+
+
+@pytest.mark.usefixtures("runs")
+async def test_the_pages_links_work_with_the_session(alice: User) -> None:
+    client = AsyncClient()
+    await client.aforce_login(alice)
+
+    response = await client.get(f"/api/reports?{RANGE}&format=csv")
+
+    assert response.status_code == 200
+    assert (await content(response)).decode().splitlines()[-1] == "7200.000000,2:00:00"

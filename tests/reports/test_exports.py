@@ -90,3 +90,13 @@ def test_an_ungrouped_report_is_one_line(alice: User, add_run: AddRun) -> None:
 
     assert rows == [["seconds", "duration"], ["3600.000000", "1:00:00"]]
     assert filename(report, "csv") == "report-2026-02-01-to-2026-02-02.csv"
+
+
+def test_text_a_spreadsheet_would_run_is_defused(add_run: AddRun) -> None:
+    sneaky = User.objects.create_user(username="+cmd@x")
+    add_run(sneaky, datetime(2026, 2, 2, 9, tzinfo=UTC), datetime(2026, 2, 2, 10, tzinfo=UTC))
+    query = ReportQuery(date(2026, 2, 1), date(2026, 2, 2), UTC_ZONE, group_by=("user",))
+
+    rows = list(csv.reader(io.StringIO("".join(csv_lines(report_compute(query, now=NOW))))))
+
+    assert rows[1][0] == "'+cmd@x"

@@ -378,6 +378,24 @@ async def test_staff_without_the_permission_cannot(
     assert await Segment.objects.filter(pk=run.pk).aexists()
 
 
+async def test_change_timesheet_alone_reads_and_corrects_like_the_admin(
+    make_user: Callable[..., User],
+    client_for: Callable[[User], AsyncClient],
+    run: Segment,
+    base: datetime,
+) -> None:
+    editor = await sync_to_async(make_user)("editor", permissions=["timesheets.change_timesheet"])
+    client = await sync_to_async(client_for)(editor)
+
+    listed = await send(client, "GET", f"/api/timesheets/{run.timesheet_id}/segments")
+    entry = await send(client, "GET", f"/api/timesheets/{run.timesheet_id}")
+    changed = await send(
+        client, "PATCH", f"/api/segments/{run.pk}", {"ended_at": iso(base + timedelta(minutes=5))}
+    )
+
+    assert listed.status_code == entry.status_code == changed.status_code == 200
+
+
 async def test_me(alice: User, alice_client: AsyncClient, staff_client: AsyncClient) -> None:
     await Profile.objects.acreate(user=alice, time_zone="America/New_York")
 
