@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reports.selectors import ReportQuery, report_compute, time_within
@@ -180,8 +180,9 @@ def reference(
     day = start
     while day <= end:
         following = day + timedelta(days=1)
-        lo = datetime(day.year, day.month, day.day, tzinfo=zone)
-        hi = datetime(following.year, following.month, following.day, tzinfo=zone)
+        # In UTC: Python subtracts two times of one zone as wall-clock times, ignoring DST.
+        lo = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+        hi = datetime(following.year, following.month, following.day, tzinfo=zone).astimezone(UTC)
         overlap = sum((max(timedelta(0), min(b, hi) - max(a, lo)) for a, b in runs), timedelta(0))
         if overlap:
             totals[day] = overlap
@@ -194,6 +195,13 @@ def reference(
     deadline=None,
     database=None,  # nothing written to the working tree
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(  # a run over a whole 23-hour day
+    zone=PARIS,
+    around=date(2026, 3, 29),
+    first=0,
+    days=1,
+    runs=[(-3_600_000_000, 86_400 * 10**6 * 2)],
 )
 @given(
     zone=st.sampled_from([PARIS, NEW_YORK]),
