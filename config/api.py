@@ -24,9 +24,15 @@ from psycopg_pool import PoolTimeout
 
 from config.database import unreachable_reason
 from config.database_problems import is_unmigrated
+from reports.api import router as reports_router
 from timesheets.api import router as timesheets_router
 from timesheets.auth import BearerToken, Session
-from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
+from timesheets.exceptions import (
+    CorrectionRefused,
+    ProjectCodeTaken,
+    ProjectInactive,
+    SegmentOverlap,
+)
 from timesheets.schemas import api_instant
 from worker.api import router as worker_router
 
@@ -77,6 +83,7 @@ api = NinjaAPI(
 )
 api.add_router("", timesheets_router)
 api.add_router("", worker_router)
+api.add_router("", reports_router)
 
 
 def _error(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:
@@ -177,3 +184,12 @@ def database_unavailable(request: HttpRequest, exc: DatabaseError) -> HttpRespon
 @api.exception_handler(ProjectCodeTaken)
 def conflict(request: HttpRequest, exc: ProjectInactive | ProjectCodeTaken) -> HttpResponse:
     return _error(request, 409, exc.message)
+
+
+@api.exception_handler(CorrectionRefused)
+def correction_refused(request: HttpRequest, exc: CorrectionRefused) -> HttpResponse:
+    # The change would break the time model; an overlap also names the other run by its ids.
+    if isinstance(exc, SegmentOverlap):
+        conflict = {"timesheet_id": exc.timesheet_id, "segment_id": exc.segment_id}
+        return _error(request, 422, exc.message, conflict=conflict)
+    return _error(request, 422, exc.message)

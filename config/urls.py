@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/", api_home, name="api_home"),
     path("api/", api.urls),
     path("accounts/", include("pages.auth_urls")),
+    path("reports/", include("reports.urls")),
     path("", include("pages.urls")),
 ]

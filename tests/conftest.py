@@ -8,17 +8,18 @@ transaction.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import AsyncClient
 
 from timesheets.models import Project
+from timesheets.permissions import API_PERMISSIONS
 from timesheets.services import api_token_create
 from worker import process
 
@@ -71,9 +72,14 @@ def on_postgresql() -> bool:
 
 @pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
-    def make(username: str, *, is_staff: bool = False) -> User:
+    def make(username: str, *, is_staff: bool = False, permissions: Iterable[str] = ()) -> User:
         # No password: hashing one costs most of a second; tests log in with force_login.
         user: User = User.objects.create_user(username=username, is_staff=is_staff)
+        for permission in permissions:
+            app_label, codename = permission.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
         return user
 
     return make
@@ -91,7 +97,8 @@ def bob(make_user: Callable[..., User]) -> User:
 
 @pytest.fixture
 def staff(make_user: Callable[..., User]) -> User:
-    return make_user("sam", is_staff=True)
+    """A staff member as the admin sets one up: with the permissions the API checks."""
+    return make_user("sam", is_staff=True, permissions=API_PERMISSIONS)
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import ForeignKey, QuerySet
 from django.forms import ModelChoiceField
 from django.http import HttpRequest, HttpResponse
@@ -27,11 +28,13 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
+from reports.forms import EARLIEST_DAY, LATEST_DAY
+from reports.selectors import local_midnight, runs_in, time_within
 from timesheets import clock
 from timesheets.exceptions import ProjectInactive
 from timesheets.models import ApiToken, Project, Segment, Timesheet
 from timesheets.policy import max_run_length
-from timesheets.selectors import timesheet_accumulated
+from timesheets.selectors import timesheet_accumulated, user_time_zone
 from timesheets.services import (
     api_token_fill,
     project_create,
@@ -179,6 +182,80 @@ class SegmentInline(SegmentInlineBase):
         return format_duration((segment.ended_at - segment.started_at).total_seconds())
 
 
+class RunDayFilter(admin.ListFilter):
+    """Timesheets with time on the local days from ``run_from`` to ``run_to`` (either may be
+    left out), in the staff member's time zone; the list's totals then count those days only."""
+
+    title = "run day"
+    template = "admin/timesheets/run_day_filter.html"
+    parameters = ("run_from", "run_to")
+
+    def __init__(
+        self,
+        request: HttpRequest,
+        params: dict[str, list[str]],
+        model: type[Timesheet],
+        model_admin: admin.ModelAdmin[Timesheet],
+    ) -> None:
+        super().__init__(request, params, model, model_admin)
+        self.zone = user_time_zone(request.user)
+        self.values: dict[str, str] = {}
+        for name in self.parameters:
+            if name in params:
+                self.values[name] = params.pop(name)[-1]
+                self.used_parameters[name] = self.values[name]
+        try:
+            self.days = [self._day(name) for name in self.parameters]
+        except ValueError as error:
+            # The admin then shows the list unfiltered, with a warning.
+            raise IncorrectLookupParameters(error) from error
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        """The instants the chosen days span; None for an end left open."""
+        start, end = self.days
+        since = None if start is None else local_midnight(start, self.zone)
+        until = None if end is None else local_midnight(end + timedelta(days=1), self.zone)
+        return since, until
+
+    def _day(self, name: str) -> date | None:
+        text = self.values.get(name, "")
+        if not text:
+            return None
+        day = date.fromisoformat(text)
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise ValueError(f"{name}: give a day from {EARLIEST_DAY} to {LATEST_DAY}")
+        return day
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str | None]:
+        return list(self.parameters)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Timesheet]) -> QuerySet[Timesheet]:
+        since, until = self.bounds()
+        if since is None and until is None:
+            return queryset
+        runs = runs_in(
+            since=since or datetime.min.replace(tzinfo=UTC),
+            until=until or datetime.max.replace(tzinfo=UTC),
+        )
+        return queryset.filter(pk__in=runs.values("timesheet_id"))
+
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+        others = [
+            (name, value)
+            for name, value in changelist.params.items()
+            if name not in self.parameters
+        ]
+        yield {
+            "values": self.values,
+            "others": others,
+            "clear": changelist.get_query_string(remove=list(self.parameters)),
+            "time_zone": self.zone.key,
+        }
+
+
 # Shown on the change page, and never edited there: only the services write them.
 TIME_FIELDS = (
     "status",
@@ -203,7 +280,7 @@ class TimesheetAdmin(TimesheetAdminBase):
         "checkpoint_age",
         "auto_stopped",
     )
-    list_filter = ("status", "project", "owner", "auto_stopped")
+    list_filter = (RunDayFilter, "status", "project", "owner", "auto_stopped")
     search_fields = ("description", "project__code", "project__designation", "owner__username")
     list_select_related = ("owner", "project")
     actions = ("start_selected", "stop_selected")
@@ -217,8 +294,25 @@ class TimesheetAdmin(TimesheetAdminBase):
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         return _rendered(
-            lambda: super(TimesheetAdmin, self).changelist_view(request, extra_context)
+            lambda: self._with_totals(
+                super(TimesheetAdmin, self).changelist_view(request, extra_context)
+            )
         )
+
+    def _with_totals(self, response: HttpResponse) -> HttpResponse:
+        """The time of every filtered row (all pages), within the chosen run days if any."""
+        context: dict[str, Any] | None = getattr(response, "context_data", None)
+        changelist = None if context is None else context.get("cl")
+        if context is None or changelist is None:  # a redirect, or the page of an action
+            return response
+        days = next(
+            (spec for spec in changelist.filter_specs if isinstance(spec, RunDayFilter)), None
+        )
+        since, until = days.bounds() if days is not None else (None, None)
+        total = time_within(changelist.queryset, since=since, until=until, now=page_now())
+        context["filtered_total"] = format_duration(total.total_seconds())
+        context["filtered_days"] = days.values if days is not None else {}
+        return response
 
     def changeform_view(
         self,

@@ -17,13 +17,18 @@ from django.http import HttpRequest
 from ninja import P, QueryEx, Router, Status
 from ninja.errors import HttpError
 
-from timesheets.models import Project, Timesheet
+from timesheets.models import Project, Segment, Timesheet
+from timesheets.permissions import ADD_PROJECT, CHANGE_TIMESHEET, aheld, amay, amay_read_others
 from timesheets.schemas import (
     MAX_ID,
     ErrorOut,
     Id,
+    MeOut,
     ProjectIn,
     ProjectOut,
+    SegmentIn,
+    SegmentOut,
+    SegmentPatch,
     TimesheetIn,
     TimesheetOut,
     TimesheetPage,
@@ -34,9 +39,13 @@ from timesheets.selectors import (
     timesheet_list,
     timesheet_read,
     timesheet_running_for,
+    user_time_zone,
 )
 from timesheets.services import (
     project_create,
+    segment_add,
+    segment_change,
+    segment_delete,
     timesheet_create,
     timesheet_start,
     timesheet_stop,
@@ -65,18 +74,18 @@ def _not_found(timesheet_id: int) -> HttpError:
 
 
 async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads: bool) -> Timesheet:
-    """The caller's timesheet; any timesheet for staff when only reading.
+    """The caller's timesheet; any timesheet, when only reading, for holders of view_timesheet.
 
     Another person's timesheet answers 404 exactly like a missing one, so ids reveal nothing.
     """
     if not 1 <= timesheet_id <= MAX_ID:
         raise _not_found(timesheet_id)
     caller = _caller(request)
-    timesheets = timesheet_read()
-    if not (staff_reads and caller.is_staff):
-        timesheets = timesheets.filter(owner_id=caller.pk)
-    timesheet = await timesheets.filter(pk=timesheet_id).afirst()
+    timesheet = await timesheet_read().filter(pk=timesheet_id).afirst()
     if timesheet is None:
+        raise _not_found(timesheet_id)
+    # Permissions are read only for someone else's: the owner's own reads cost no query more.
+    if timesheet.owner_id != caller.pk and not (staff_reads and await amay_read_others(caller)):
         raise _not_found(timesheet_id)
     return timesheet
 
@@ -113,7 +122,8 @@ async def list_timesheets(
     status: Literal["running", "stopped"] | None = None,
     project: Id | None = None,
     user: QueryEx[
-        Username | None, P(description="Staff only: list this username's timesheets.")
+        Username | None,
+        P(description="List this username's timesheets (needs timesheets.view_timesheet)."),
     ] = None,
     limit: QueryEx[int, P(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
     offset: QueryEx[int, P(ge=0, le=MAX_ID)] = 0,
@@ -121,8 +131,10 @@ async def list_timesheets(
     caller = _caller(request)
     owner_id = caller.pk
     if user is not None and user != caller.get_username():
-        if not caller.is_staff:
-            raise HttpError(403, "Only staff can list other people's timesheets.")
+        if not await amay_read_others(caller):
+            raise HttpError(
+                403, "Listing other people's timesheets needs the view_timesheet permission."
+            )
         owner = await get_user_model().objects.filter(username=user).afirst()
         if owner is None:
             raise HttpError(422, f"No user named {user!r}.")
@@ -219,11 +231,11 @@ async def list_projects(
     "/projects",
     response={201: ProjectOut, 409: ErrorOut, **WRITE_ERRORS},
     tags=["projects"],
-    summary="Create a project (staff only)",
+    summary="Create a project (needs timesheets.add_project)",
 )
 async def create_project(request: HttpRequest, payload: ProjectIn) -> Status[ProjectOut]:
-    if not _caller(request).is_staff:
-        raise HttpError(403, "Only staff can create projects.")
+    if not await amay(_caller(request), ADD_PROJECT):
+        raise HttpError(403, "Creating projects needs the add_project permission.")
     project = await sync_to_async(project_create)(
         code=payload.code,
         designation=payload.designation,
@@ -231,3 +243,124 @@ async def create_project(request: HttpRequest, payload: ProjectIn) -> Status[Pro
         actor_id=_caller(request).pk,
     )
     return Status(201, ProjectOut.of(project))
+
+
+# --- Runs (segments) ------------------------------------------------------------------------
+#
+# A person corrects their own runs; holders of change_timesheet correct anyone's. Anyone else's
+# run or timesheet answers 404 exactly like a missing one. The services check the change against
+# the time model; what they refuse answers 422 (config/api.py).
+
+
+def _no_run(segment_id: int) -> HttpError:
+    return HttpError(404, f"No run with id {segment_id}.")
+
+
+async def _corrected_owner(request: HttpRequest) -> int | None:
+    """Whose runs the caller may correct: their own, or anyone's (None)."""
+    caller = _caller(request)
+    return None if await amay(caller, CHANGE_TIMESHEET) else caller.pk
+
+
+@router.get(
+    "/timesheets/{int:timesheet_id}/segments",
+    response={200: list[SegmentOut], 404: ErrorOut, **ERRORS},
+    tags=["segments"],
+    summary="A timesheet's runs, in time order",
+)
+async def list_segments(request: HttpRequest, timesheet_id: int) -> list[SegmentOut]:
+    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=True)
+    runs = Segment.objects.filter(timesheet_id=timesheet.pk).order_by("started_at", "pk")
+    return [SegmentOut.of(run) async for run in runs]
+
+
+@router.post(
+    "/timesheets/{int:timesheet_id}/segments",
+    response={201: SegmentOut, 404: ErrorOut, **WRITE_ERRORS},
+    tags=["segments"],
+    summary="Add a finished run to a timesheet",
+)
+async def add_segment(
+    request: HttpRequest, timesheet_id: int, payload: SegmentIn
+) -> Status[SegmentOut]:
+    if not 1 <= timesheet_id <= MAX_ID:
+        raise _not_found(timesheet_id)
+    try:
+        segment = await sync_to_async(segment_add)(
+            timesheet_id=timesheet_id,
+            started_at=payload.started_at,
+            ended_at=payload.ended_at,
+            actor=_caller(request),
+            owner_id=await _corrected_owner(request),
+        )
+    except Timesheet.DoesNotExist:
+        raise _not_found(timesheet_id) from None
+    return Status(201, SegmentOut.of(segment))
+
+
+@router.patch(
+    "/segments/{int:segment_id}",
+    response={200: SegmentOut, 404: ErrorOut, **WRITE_ERRORS},
+    tags=["segments"],
+    summary="Move a run's start or end",
+)
+async def change_segment(
+    request: HttpRequest, segment_id: int, payload: SegmentPatch
+) -> SegmentOut:
+    if not 1 <= segment_id <= MAX_ID:
+        raise _no_run(segment_id)
+    owner_id = await _corrected_owner(request)
+    if "ended_at" in payload.model_fields_set and payload.ended_at is None:
+        # null keeps a run in progress open; a finished run cannot be reopened.
+        runs = Segment.objects.filter(pk=segment_id)
+        if owner_id is not None:
+            runs = runs.filter(owner_id=owner_id)
+        ended_at = await runs.values_list("ended_at", flat=True).afirst()
+        if ended_at is not None:
+            raise HttpError(
+                422, "A finished run cannot be reopened: ended_at may be null only while it runs."
+            )
+    try:
+        segment = await sync_to_async(segment_change)(
+            segment_id=segment_id,
+            started_at=payload.started_at,
+            ended_at=payload.ended_at,
+            actor=_caller(request),
+            owner_id=owner_id,
+        )
+    except Segment.DoesNotExist:
+        raise _no_run(segment_id) from None
+    return SegmentOut.of(segment)
+
+
+@router.delete(
+    "/segments/{int:segment_id}",
+    response={204: None, 404: ErrorOut, **WRITE_ERRORS},
+    tags=["segments"],
+    summary="Delete a finished run",
+)
+async def delete_segment(request: HttpRequest, segment_id: int) -> Status[None]:
+    if not 1 <= segment_id <= MAX_ID:
+        raise _no_run(segment_id)
+    try:
+        await sync_to_async(segment_delete)(
+            segment_id=segment_id,
+            actor=_caller(request),
+            owner_id=await _corrected_owner(request),
+        )
+    except Segment.DoesNotExist:
+        raise _no_run(segment_id) from None
+    return Status(204, None)
+
+
+@router.get("/me", response={200: MeOut, **ERRORS}, tags=["me"], summary="Who you are")
+async def me(request: HttpRequest) -> MeOut:
+    caller = _caller(request)
+    zone = await sync_to_async(user_time_zone)(caller)
+    return MeOut(
+        id=caller.pk,
+        username=caller.get_username(),
+        time_zone=zone.key,
+        is_staff=caller.is_staff,
+        permissions=await aheld(caller),
+    )

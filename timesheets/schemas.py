@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -16,7 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from timesheets.models import Project, Timesheet
+from timesheets.models import Project, Segment, Timesheet
 from timesheets.selectors import timesheet_live
 
 MAX_ID = 2**63 - 1  # the largest primary key the database can hold
@@ -196,3 +197,74 @@ def project_json(project: Project) -> dict[str, Any]:
     """The project as the API represents it."""
     data: dict[str, Any] = ProjectOut.of(project).model_dump()
     return data
+
+
+# Two days inside what Python can represent: room for the time-zone arithmetic of reports.
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
+
+
+def _representable(value: datetime) -> datetime:
+    # An instant near year 1 or 9999 may not exist in UTC once its offset is applied: refuse it
+    # here, with a message, instead of failing in arithmetic or in the database.
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise ValueError("must be an instant between the years 1 and 9999")
+    return utc
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_representable)]
+
+
+class SegmentIn(Schema):
+    model_config = ConfigDict(extra="forbid")  # as ProjectIn
+
+    started_at: Instant = Field(description="ISO 8601 with its offset, e.g. 2026-01-05T09:00:00Z.")
+    ended_at: Instant = Field(
+        description="ISO 8601 with its offset; after started_at, not in the future. "
+        "Runs added by hand are finished runs: a run in progress is started with the timer."
+    )
+
+
+class SegmentPatch(Schema):
+    model_config = ConfigDict(extra="forbid")  # as ProjectIn
+
+    started_at: Instant | None = Field(default=None, description="Absent: unchanged.")
+    ended_at: Instant | None = Field(
+        default=None,
+        description="Absent: unchanged. null only for the run in progress, which stays open.",
+    )
+
+
+class SegmentOut(Schema):
+    id: int
+    timesheet_id: int
+    started_at: datetime
+    ended_at: datetime | None = Field(description="null while the run is in progress.")
+    end_reason: str = Field(description="user, replaced, auto, manual; empty while running.")
+    seconds: float | None = Field(description="The run's length; null while it is in progress.")
+
+    @classmethod
+    def of(cls, segment: Segment) -> SegmentOut:
+        ended = segment.ended_at
+        return cls(
+            id=segment.pk,
+            timesheet_id=segment.timesheet_id,
+            started_at=segment.started_at,
+            ended_at=ended,
+            end_reason=segment.end_reason,
+            seconds=None if ended is None else (ended - segment.started_at).total_seconds(),
+        )
+
+
+class MeOut(Schema):
+    id: int
+    username: str
+    time_zone: str = Field(description="The IANA time zone reports and pages use for you.")
+    is_staff: bool = Field(description="May log in to the admin site.")
+    permissions: list[str] = Field(
+        description="The permissions the API checks that you hold, e.g. timesheets.view_timesheet."
+    )

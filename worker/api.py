@@ -1,4 +1,5 @@
-"""HTTP endpoints of the worker, for staff: see the runner's status, make sure it runs.
+"""HTTP endpoints of the worker, for holders of ``timesheets.run_worker``: see the runner's
+status, make sure it runs.
 
 ``POST /worker/start`` is an async view that starts the runner on the loop serving the request
 when that loop is the server's own, and in a thread of its own otherwise; calling it again
@@ -15,6 +16,7 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 
+from timesheets.permissions import RUN_WORKER, amay
 from worker import process
 
 router = Router(tags=["worker"])
@@ -56,22 +58,22 @@ class Detail(Schema):
 ERRORS = {401: Detail, 403: Detail, 413: Detail, 503: Detail}
 
 
-def _require_staff(request: HttpRequest) -> None:
+async def _require_run_worker(request: HttpRequest) -> None:
     user: User = request.auth  # type: ignore[attr-defined]
-    if not user.is_staff:
-        raise HttpError(403, "Only staff can see or start the worker.")
+    if not await amay(user, RUN_WORKER):
+        raise HttpError(403, "Seeing or starting the worker needs the run_worker permission.")
 
 
 @router.get("/worker", response={200: WorkerStatusOut, **ERRORS})
 async def worker_status(request: HttpRequest) -> dict[str, Any]:
     """This process's runner: running or not, and for each job its runs and failures."""
-    _require_staff(request)
+    await _require_run_worker(request)
     return process.status()
 
 
 @router.post("/worker/start", response={200: WorkerStatusOut, **ERRORS})
 async def worker_start(request: HttpRequest) -> dict[str, Any]:
     """Make sure this process's runner runs; starting it twice changes nothing."""
-    _require_staff(request)
+    await _require_run_worker(request)
     await process.aensure_running()
     return process.status()

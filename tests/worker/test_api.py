@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 from django.test import AsyncClient
 
 from worker import process
@@ -10,6 +13,13 @@ from worker.registry import Job
 from worker.runner import Runner
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def bare_staff_client(
+    make_user: Callable[..., User], client_for: Callable[[User], AsyncClient]
+) -> AsyncClient:
+    return client_for(make_user("root", is_staff=True))
 
 
 @pytest.fixture
@@ -58,11 +68,29 @@ async def test_start_is_idempotent_and_answers_with_the_status(
 @pytest.mark.parametrize(
     ("method", "path"), [("get", "/api/worker"), ("post", "/api/worker/start")]
 )
-async def test_only_staff(alice_client: AsyncClient, method: str, path: str) -> None:
+async def test_only_holders_of_run_worker(
+    alice_client: AsyncClient, bare_staff_client: AsyncClient, method: str, path: str
+) -> None:
     forbidden = await getattr(alice_client, method)(path)
+    staff_alone = await getattr(bare_staff_client, method)(path)
     anonymous = await getattr(AsyncClient(), method)(path)
 
-    assert forbidden.status_code == 403
-    assert forbidden.json() == {"detail": "Only staff can see or start the worker."}
+    assert forbidden.status_code == staff_alone.status_code == 403
+    assert forbidden.json() == {
+        "detail": "Seeing or starting the worker needs the run_worker permission."
+    }
     assert anonymous.status_code == 401
     assert process.current() is None
+
+
+@pytest.mark.usefixtures("idle_runner")
+async def test_the_permission_alone_is_enough(
+    make_user: Callable[..., User], client_for: Callable[[User], AsyncClient]
+) -> None:
+    operator = await sync_to_async(make_user)("ops", permissions=["timesheets.run_worker"])
+    client = await sync_to_async(client_for)(operator)
+
+    response = await client.post("/api/worker/start")
+
+    assert response.status_code == 200
+    assert response.json()["running"] is True
