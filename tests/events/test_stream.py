@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
+import signal
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,11 +18,13 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Permission, User
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
+from django.utils import timezone
 
 from events import api, broker
 from events.jobs import event_prune
 from events.models import Event
 from tests.conftest import at
+from tests.processes import Service, free_port
 from timesheets.models import Project
 from timesheets.services import timesheet_create
 
@@ -334,3 +340,113 @@ async def test_closing_the_broker_ends_the_streams(alice_client: AsyncClient) ->
         broker.close()
 
         assert await waiting
+
+
+class LiveStream:
+    """A stream read over HTTP from a real server, one line at a time."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+        self.connection.request("GET", "/api/events", headers={"Authorization": f"Bearer {token}"})
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200
+
+    def line(self) -> str:
+        return self.response.readline().decode().rstrip("\n")
+
+    def event_of_type(self, event_type: str) -> dict[str, Any]:
+        """Read until an event of that type; its data.
+
+        Within ``WAIT``, shorter than the broker's look at the outbox without notification
+        (``NOTIFIED_POLL_INTERVAL``): on PostgreSQL, only a notification brings it in time.
+        """
+        current = ""
+        give_up = time.monotonic() + WAIT
+        while time.monotonic() < give_up:
+            line = self.line()
+            if line.startswith("event: "):
+                current = line.removeprefix("event: ")
+            elif line.startswith("data: ") and current == event_type:
+                data: dict[str, Any] = json.loads(line.removeprefix("data: "))
+                return data
+            elif not line and self.response.isclosed():
+                raise AssertionError(f"the stream ended before a {event_type!r} event")
+        raise AssertionError(f"no {event_type!r} event within {WAIT} s")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+def serve(services: list[Service], **env: str) -> int:
+    port = free_port()
+    web = Service(
+        "serve", "--port", str(port), "--no-migrate", env={"WORKER_AUTOSTART": "false", **env}
+    )
+    services.append(web)
+    web.wait_for_http(f"http://127.0.0.1:{port}/healthz")
+    return port
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_ends_the_streams_and_the_server_promptly(
+    services: list[Service], alice: User, token_for: Callable[[User], str]
+) -> None:
+    port = serve(services)
+    (web,) = services
+    stream = LiveStream(port, token_for(alice))
+    try:
+        assert stream.line() == f"retry: {api.RETRY_MILLISECONDS}"
+        assert stream.line() == ""
+        web.wait_for("event_broker_started")
+
+        web.send(signal.SIGTERM)
+
+        # uvicorn re-raises the signal once it has shut down cleanly, as every serve does; a
+        # stream left open would hold it past the wait and fail it.
+        assert web.wait(15) == -signal.SIGTERM
+        assert stream.response.read() == b"", "the stream ended, completely"
+    finally:
+        stream.close()
+    closed = web.wait_for("event_stream_closed")
+    assert closed["reason"] == "shutdown"
+    assert any(e["event"] == "Application shutdown complete." for e in web.events())
+    assert "Traceback" not in web.output
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_an_automatic_stop_by_the_worker_reaches_a_stream_of_the_web_process(
+    services: list[Service], alice: User, project: Project, token_for: Callable[[User], str]
+) -> None:
+    limits = {"TIMESHEETS_MAX_RUNNING_HOURS": str(1 / 60), "WORKER_TICK_SECONDS": "0.2"}
+    port = serve(services, **limits)
+    (web,) = services
+    stream = LiveStream(port, token_for(alice))
+    try:
+        assert stream.line() == f"retry: {api.RETRY_MILLISECONDS}"
+        web.wait_for("event_broker_started")
+        # Forgotten: it has run longer than the limit, which only the worker enforces.
+        timesheet = timesheet_create(
+            owner=alice,
+            project=project,
+            description="",
+            start=True,
+            now=timezone.now() - timedelta(minutes=5),
+        )
+        services.append(Service("runworker", env=limits))
+
+        data = stream.event_of_type("timesheet.auto_stopped")
+    finally:
+        stream.close()
+    assert data["timesheet"]["id"] == timesheet.pk
+    assert data["timesheet"]["auto_stopped"] is True
