@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import HeaderEx, P, QueryEx, Router
 from ninja.errors import HttpError
 
 from events import broker
+from events.asgi import cutter
 from events.models import Event
 from timesheets.schemas import MAX_ID, ErrorOut, Username, api_instant
 
@@ -78,6 +81,7 @@ async def _stream(
     # Subscribed once the response is under way: its end, whatever ends it, unsubscribes.
     hub = broker.broker()
     subscription = await hub.subscribe(owner_id=owner_id, everyone=everyone)
+    subscription.on_close = cutter()
     try:
         if reset:
             assert last_event_id is not None
@@ -87,6 +91,9 @@ async def _stream(
                 yield event_message(event)
                 sent = event.pk
                 resumed += 1
+        # From here on the broker reads for it: the request's connection goes back to the pool
+        # rather than being held for as long as the stream lasts.
+        await sync_to_async(_release_connection)()
         while True:
             try:
                 next_event = await subscription.next(within=KEEPALIVE_INTERVAL)
@@ -101,6 +108,11 @@ async def _stream(
     finally:
         hub.unsubscribe(subscription)
         logger.info("event_stream_ended", last_id=sent, resumed=resumed)
+
+
+def _release_connection() -> None:
+    if not connection.in_atomic_block:  # a test's transaction
+        connection.close()
 
 
 def _parse_last_event_id(header: str | None, query: int | None) -> int | None:

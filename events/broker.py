@@ -22,12 +22,14 @@ import contextlib
 import contextvars
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import psycopg
 import structlog
+from asgiref.sync import sync_to_async
 from django.db import connection
 
 from events.models import Event
@@ -59,6 +61,7 @@ class Subscription:
     everyone: bool
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_CAPACITY))
     reason: str = ""  # why it was closed: "slow" or "shutdown"
+    on_close: Callable[[], object] | None = None
 
     def concerns(self, event: Event) -> bool:
         return self.everyone or event.owner_id == self.owner_id
@@ -76,6 +79,8 @@ class Subscription:
             self.reason = reason
             # At once: what is queued is read again from the outbox when the client resumes.
             self.queue.shutdown(immediate=True)
+            if self.on_close is not None:
+                self.on_close()
 
     async def next(self, *, within: float) -> Event | None:
         """The next event, or None after ``within`` seconds without one; raises ``Closed``."""
@@ -86,6 +91,11 @@ class Subscription:
             return None
         except asyncio.QueueShutDown:
             raise Closed(self.reason) from None
+
+
+def _release_connection() -> None:
+    if not connection.in_atomic_block:  # a test's transaction
+        connection.close()
 
 
 def _listen_parameters() -> dict[str, Any]:
@@ -170,6 +180,8 @@ class Broker:
                 await self._read()
             except Exception as error:  # noqa: BLE001  (the database may be away: retry later)
                 logger.warning("event_broker_read_failed", error=str(error).strip())
+            # Back to the pool between reads: a connection broken meanwhile is not reused.
+            await sync_to_async(_release_connection)()
 
     async def _read(self) -> None:
         while True:

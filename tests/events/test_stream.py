@@ -7,7 +7,9 @@ import contextlib
 import http.client
 import json
 import signal
+import socket
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -450,3 +452,70 @@ def test_an_automatic_stop_by_the_worker_reaches_a_stream_of_the_web_process(
         stream.close()
     assert data["timesheet"]["id"] == timesheet.pk
     assert data["timesheet"]["auto_stopped"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_client_that_stops_reading_is_cut_off(
+    services: list[Service], alice: User, token_for: Callable[[User], str]
+) -> None:
+    port = serve(services)
+    (web,) = services
+    with socket.socket() as client:
+        # A small window, so that the server's buffers fill soon once the client stops reading.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(WAIT)
+        client.connect(("127.0.0.1", port))
+        client.sendall(
+            f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {token_for(alice)}\r\n\r\n".encode()
+        )
+        assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
+        web.wait_for("event_broker_started")
+
+        # Far more than its queue and the connection's buffers hold; it reads none of it.
+        Event.objects.bulk_create(
+            Event(
+                type=Event.Type.TIMESHEET_UPDATED,
+                occurred_at=timezone.now(),
+                owner=alice,
+                data={"timesheet": {}, "padding": "x" * 10_000},
+            )
+            for _ in range(broker.QUEUE_CAPACITY * 3 // 2)
+        )
+
+        slow = web.wait_for("event_subscriber_too_slow", timeout=60)
+        assert slow["queued"] == broker.QUEUE_CAPACITY
+        web.wait_for("event_stream_cut", timeout=60)
+        received = 0
+        while chunk := client.recv(1 << 16):  # what was buffered, then the end
+            received += len(chunk)
+    assert received < broker.QUEUE_CAPACITY * 10_000, "cut off, not sent everything"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=WAIT) as response:
+        assert response.status == 200, "the server serves on"
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_streams_do_not_hold_database_connections(
+    services: list[Service], alice: User, token_for: Callable[[User], str]
+) -> None:
+    port = serve(services, DATABASE_POOL_SIZE="2")
+    (web,) = services
+    token = token_for(alice)
+    streams = [LiveStream(port, token) for _ in range(4)]
+    try:
+        for stream in streams:
+            assert stream.line() == f"retry: {api.RETRY_MILLISECONDS}"
+        # Each has authenticated and subscribed: with their connections held, the pool of two
+        # would be empty, and this would wait for it, then answer 503.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/timesheets", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=WAIT) as response:
+            assert response.status == 200
+    finally:
+        for stream in streams:
+            stream.close()
+    assert not web.events("database_busy")
