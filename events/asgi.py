@@ -4,9 +4,9 @@ A stream ends by itself once its subscription is closed (its client fell behind,
 is stopping), the next time it runs. But while its client reads nothing, it does not run: Django
 waits in the server's ``send`` for room in the connection's buffers, which may never come, and
 the connection would stay open (and hold uvicorn's graceful shutdown) for as long as the client
-likes. ``cuttable_streams`` runs each request for the stream in a task of its own, which the
-stream cancels ``CUT_GRACE`` after its subscription closed; the server then closes the
-connection (uvicorn logs that the response was not completed).
+likes. ``cuttable_streams`` lets the stream cut it ``CUT_GRACE`` after its subscription closed:
+under ``manage.py serve`` by dropping the connection (``config.server``'s abort extension), which
+releases the ``send``; under another server by cancelling the request's task.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
+
+from config.server import ABORT_EXTENSION
 
 if TYPE_CHECKING:
     from worker.lifespan import ASGIApp, Receive, Scope, Send
@@ -26,17 +28,17 @@ logger = structlog.get_logger(__name__)
 STREAM_PATH = "/api/events"
 CUT_GRACE = 5.0  # seconds a closed stream has to send its last bytes before it is cut
 
-_cuttable: ContextVar[bool] = ContextVar("cuttable_stream", default=False)
+_cut: ContextVar[Callable[[], None] | None] = ContextVar("cut_stream", default=None)
 
 
 def cutter() -> Callable[[], object] | None:
     """For the running stream: what cuts it ``CUT_GRACE`` from when it is called, unless it has
     ended by then; None outside ``cuttable_streams``."""
-    task = asyncio.current_task()
-    if not _cuttable.get() or task is None:
+    cut = _cut.get()
+    if cut is None:
         return None
     loop = asyncio.get_running_loop()
-    return lambda: loop.call_later(CUT_GRACE, task.cancel)
+    return lambda: loop.call_later(CUT_GRACE, cut)
 
 
 def cuttable_streams(app: ASGIApp) -> ASGIApp:
@@ -44,18 +46,30 @@ def cuttable_streams(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http" or scope.get("path") != STREAM_PATH:
             await app(scope, receive, send)
             return
-        token = _cuttable.set(True)
+        extension: dict[str, Any] = (scope.get("extensions") or {}).get(ABORT_EXTENSION, {})
+        abort: Callable[[], None] | None = extension.get("abort")
+        inner: asyncio.Future[None] | None = None
+
+        def cut() -> None:
+            if inner is None or inner.done():
+                return
+            logger.warning("event_stream_cut", grace_seconds=CUT_GRACE, aborted=abort is not None)
+            if abort is not None:
+                abort()
+            else:
+                inner.cancel()
+
+        token = _cut.set(cut)
         try:
             inner = asyncio.ensure_future(app(scope, receive, send))
         finally:
-            _cuttable.reset(token)
+            _cut.reset(token)
         try:
             await inner
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if inner.cancelled() and current is not None and not current.cancelling():
-                logger.warning("event_stream_cut", grace_seconds=CUT_GRACE)
-                return
+                return  # cut: the server closes the connection
             inner.cancel()
             raise
 

@@ -8,6 +8,7 @@ import http.client
 import json
 import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -454,6 +455,32 @@ def test_an_automatic_stop_by_the_worker_reaches_a_stream_of_the_web_process(
     assert data["timesheet"]["auto_stopped"] is True
 
 
+def connect_without_reading(port: int, token: str) -> socket.socket:
+    client = socket.socket()
+    # A small window, so that the server's buffers fill soon once the client stops reading.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.settimeout(WAIT)
+    client.connect(("127.0.0.1", port))
+    client.sendall(
+        f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
+    return client
+
+
+def flood(owner: User, *, count: int, size: int) -> None:
+    Event.objects.bulk_create(
+        Event(
+            type=Event.Type.TIMESHEET_UPDATED,
+            occurred_at=timezone.now(),
+            owner=owner,
+            data={"timesheet": {}, "padding": "x" * size},
+        )
+        for _ in range(count)
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_client_that_stops_reading_is_cut_off(
@@ -461,38 +488,49 @@ def test_a_client_that_stops_reading_is_cut_off(
 ) -> None:
     port = serve(services)
     (web,) = services
-    with socket.socket() as client:
-        # A small window, so that the server's buffers fill soon once the client stops reading.
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.settimeout(WAIT)
-        client.connect(("127.0.0.1", port))
-        client.sendall(
-            f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {token_for(alice)}\r\n\r\n".encode()
-        )
-        assert client.recv(4096).startswith(b"HTTP/1.1 200 ")
+    with connect_without_reading(port, token_for(alice)) as client:
         web.wait_for("event_broker_started")
 
         # Far more than its queue and the connection's buffers hold; it reads none of it.
-        Event.objects.bulk_create(
-            Event(
-                type=Event.Type.TIMESHEET_UPDATED,
-                occurred_at=timezone.now(),
-                owner=alice,
-                data={"timesheet": {}, "padding": "x" * 10_000},
-            )
-            for _ in range(broker.QUEUE_CAPACITY * 3 // 2)
-        )
+        flood(alice, count=broker.QUEUE_CAPACITY * 3 // 2, size=10_000)
 
         slow = web.wait_for("event_subscriber_too_slow", timeout=60)
         assert slow["queued"] == broker.QUEUE_CAPACITY
-        web.wait_for("event_stream_cut", timeout=60)
+        cut = web.wait_for("event_stream_cut", timeout=60)
+        assert cut["aborted"] is True, "its connection dropped, not left to drain forever"
         received = 0
         while chunk := client.recv(1 << 16):  # what was buffered, then the end
             received += len(chunk)
     assert received < broker.QUEUE_CAPACITY * 10_000, "cut off, not sent everything"
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=WAIT) as response:
         assert response.status == 200, "the server serves on"
+    assert not [e for e in web.events() if e.get("level") == "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_client_that_stops_reading_does_not_hold_the_shutdown(
+    services: list[Service], alice: User, token_for: Callable[[User], str]
+) -> None:
+    port = serve(services)
+    (web,) = services
+    with connect_without_reading(port, token_for(alice)):
+        web.wait_for("event_broker_started")
+        # Fewer than its queue holds, far more than the connection's buffers do.
+        flood(alice, count=broker.QUEUE_CAPACITY * 9 // 10, size=20_000)
+        web.wait_for("event_stream_started")
+        time.sleep(2)  # for the broker to hand them over and the buffers to fill
+
+        web.send(signal.SIGTERM)
+
+        try:
+            status = web.wait(WAIT + 10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the stream held the shutdown:\n{web.output}") from None
+        assert status == -signal.SIGTERM
+    assert web.events("event_stream_cut"), "it had to be cut: it was stuck"
+    assert not web.events("event_subscriber_too_slow")
+    assert "Traceback" not in web.output
 
 
 @pytest.mark.slow
