@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import connection
@@ -35,13 +35,21 @@ VIEW_EVERYONE = "timesheets.view_timesheet"  # the permission to follow everyone
 KEEPALIVE_INTERVAL = 15.0  # seconds between comment lines when no event comes
 RETRY_MILLISECONDS = 3_000  # how long a client waits before it reconnects (the `retry:` hint)
 CATCH_UP_BATCH = 500  # missed events read from the outbox per query
+CACHED_MESSAGE = "_stream_message"
+KEEPALIVE = b": keepalive\n\n"
 
 
-def event_message(event: Event) -> str:
-    data = {**event.data, "type": event.type, "id": event.pk}
-    data["occurred_at"] = api_instant(event.occurred_at)
-    payload = json.dumps(data, separators=(",", ":"))  # one line: no newline can split it
-    return f"id: {event.pk}\nevent: {event.type}\ndata: {payload}\n\n"
+def event_message(event: Event) -> bytes:
+    """The event as the stream sends it; made once per event, as the broker hands the same
+    instance to every stream it concerns."""
+    message: bytes | None = event.__dict__.get(CACHED_MESSAGE)
+    if message is None:
+        data = {**event.data, "type": event.type, "id": event.pk}
+        data["occurred_at"] = api_instant(event.occurred_at)
+        payload = json.dumps(data, separators=(",", ":"))  # one line: no newline can split it
+        message = f"id: {event.pk}\nevent: {event.type}\ndata: {payload}\n\n".encode()
+        event.__dict__[CACHED_MESSAGE] = message
+    return message
 
 
 def reset_message(last_event_id: int) -> str:
@@ -74,7 +82,7 @@ async def _missed(*, owner_id: int | None, everyone: bool, after: int) -> AsyncI
 
 async def _stream(
     *, owner_id: int | None, everyone: bool, last_event_id: int | None, reset: bool
-) -> AsyncIterator[str]:
+) -> AsyncIterator[str | bytes]:
     sent = 0 if last_event_id is None else last_event_id
     resumed = 0
     yield f"retry: {RETRY_MILLISECONDS}\n\n"
@@ -92,8 +100,9 @@ async def _stream(
                 sent = event.pk
                 resumed += 1
         # From here on the broker reads for it: the request's connection goes back to the pool
-        # rather than being held for as long as the stream lasts.
+        # and its thread ends, rather than being held for as long as the stream lasts.
         await sync_to_async(_release_connection)()
+        _release_thread()
         while True:
             try:
                 next_event = await subscription.next(within=KEEPALIVE_INTERVAL)
@@ -101,7 +110,7 @@ async def _stream(
                 logger.info("event_stream_closed", reason=str(closed), last_id=sent)
                 return
             if next_event is None:
-                yield ": keepalive\n\n"
+                yield KEEPALIVE
             elif next_event.pk > sent:  # not already sent while catching up
                 yield event_message(next_event)
                 sent = next_event.pk
@@ -113,6 +122,16 @@ async def _stream(
 def _release_connection() -> None:
     if not connection.in_atomic_block:  # a test's transaction
         connection.close()
+
+
+def _release_thread() -> None:
+    """End the thread Django gave this request for its database calls (one per request, kept
+    until the request ends: for streams, one idle thread each). A later call gets a new one."""
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is not None:
+        executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+        if executor is not None:
+            executor.shutdown(wait=False)
 
 
 def _parse_last_event_id(header: str | None, query: int | None) -> int | None:
