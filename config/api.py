@@ -24,6 +24,7 @@ from psycopg_pool import PoolTimeout
 
 from config.database import unreachable_reason
 from config.database_problems import is_unmigrated
+from events.api import router as events_router
 from reports.api import router as reports_router
 from timesheets.api import router as timesheets_router
 from timesheets.auth import BearerToken, Session
@@ -83,6 +84,7 @@ api = NinjaAPI(
 )
 api.add_router("", timesheets_router)
 api.add_router("", worker_router)
+api.add_router("", events_router)
 api.add_router("", reports_router)
 
 

@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
+from events.asgi import cuttable_streams  # noqa: E402
 from worker.lifespan import with_worker  # noqa: E402  (Django must be set up first)
 
-application = with_worker(django_application)
+application = with_worker(cuttable_streams(django_application))

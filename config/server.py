@@ -37,6 +37,7 @@ EXTENDED = (
     "send_400_response",
 )
 READ = ("loop", "transport")
+ABORT_EXTENSION = "timesheets.abort"  # in a request's ASGI scope: drop its connection at once
 
 
 class ProtocolChanged(RuntimeError):
@@ -89,6 +90,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._expect_headers()  # a later request of a kept-alive connection
+        # Lets the application drop a connection whose client stopped reading (events.asgi):
+        # closing it would wait, forever, for its buffered bytes to be read first.
+        self.scope["extensions"] = {ABORT_EXTENSION: {"abort": self.transport.abort}}
 
     def on_headers_complete(self) -> None:
         self._headers_arrived()

@@ -297,3 +297,41 @@ def test_the_row_by_row_loop_adds_its_increment_to_each_row_it_saves(
     assert (full.saved, full.running) == (2, 2)
     imputed = sorted(imputed for _, imputed, _, _ in _state())
     assert imputed == [INCREMENT, 2 * INCREMENT]
+
+
+@pytest.mark.slow
+def test_the_stream_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    server = _server()
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.stream",
+            "--database",
+            server,
+            "--subscribers",
+            "2,5",
+            "--trials",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    name = re.search(r"database (\S+)", completed.stderr)
+    assert name is not None, completed.stderr
+    assert not _database_exists(server, name.group(1)), "the harness drops its database"
+    results = json.loads((tmp_path / f"benchmarks-stream-{_vendor()}.json").read_text())
+    assert [row["subscribers"] for row in results["levels"]] == [2, 5]
+    for row in results["levels"]:
+        assert row["trials"] == 2
+        assert 0 < row["fanout_p50_ms"] <= row["fanout_p99_ms"] <= row["to_last_max_ms"]
+    assert results["command"].startswith("uv run python -m bench.stream --database ")
+    assert "| 5 | " in completed.stdout

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from events import broker
 from worker import process
 from worker.lifespan import Lifespan, with_worker
 from worker.registry import Job
@@ -109,3 +110,17 @@ async def test_other_scopes_reach_the_application() -> None:
     await Lifespan(app)({"type": "http"}, nothing, ignore)
 
     assert seen == ["http"]
+
+
+@pytest.mark.django_db
+async def test_shutdown_ends_the_event_streams(alice: Any) -> None:
+    server = Server(with_worker(django_never_called))
+    assert (await server.say("lifespan.startup"))["type"] == "lifespan.startup.complete"
+    subscription = await broker.broker().subscribe(owner_id=alice.pk)
+
+    assert (await server.say("lifespan.shutdown"))["type"] == "lifespan.shutdown.complete"
+    await server.task
+
+    with pytest.raises(broker.Closed, match="shutdown"):
+        await subscription.next(within=10)
+    assert broker._broker is None
