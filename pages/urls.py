@@ -1,6 +1,6 @@
 from django.urls import path
 
-from pages import views
+from pages import dashboard, views
 
 app_name = "pages"
 
@@ -24,4 +24,5 @@ urlpatterns = [
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
     path("account/", views.account, name="account"),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
 ]

@@ -186,9 +186,14 @@ async def test_one_gets_only_ones_own_events(
 
 
 async def test_others_events_need_the_permission(
-    alice_client: AsyncClient, bob: User, staff_client: AsyncClient
+    alice_client: AsyncClient,
+    bob: User,
+    make_user: Callable[..., User],
+    client_for: Callable[[User], AsyncClient],
 ) -> None:
-    for client in (alice_client, staff_client):
+    # Being staff is not enough: the permission is what grants it, as in the admin.
+    bare_staff = await sync_to_async(make_user)("nora", is_staff=True)
+    for client in (alice_client, await sync_to_async(client_for)(bare_staff)):
         response = await client.get("/api/events", {"user": "bob"})
         assert response.status_code == 403
         assert "view every timesheet" in response.json()["detail"]

@@ -49,6 +49,8 @@ class Operation:
     permitted: int | None = None  # None: as "staff"
     # Whose data a successful answer may show, besides the caller's own.
     staff_sees: tuple[str, ...] = ()
+    # An event stream never ends: an answer of 200 is checked by its headers, not its body.
+    stream: bool = False
 
     def expected(self, caller: str) -> int:
         if caller == "bare_staff":
@@ -83,6 +85,8 @@ OPERATIONS = [
     Operation("DELETE", "/api/segments/{run}", None, 204, 404, 204),
     Operation("GET", "/api/reports?from=2026-01-01&to=2026-12-31", None, 200, 200, 200),
     Operation("GET", "/api/reports?from=2026-01-01&to=2026-12-31&user=alice", None, 200, 403, 200),
+    Operation("GET", "/api/events", None, 200, 200, 200, stream=True),
+    Operation("GET", "/api/events?user=alice", None, 200, 403, 200, stream=True),
 ]
 
 
@@ -220,6 +224,11 @@ async def test_authorization(world: World, operation: Operation, caller: str) ->
         headers=world.headers[caller],
     )
 
+    if operation.stream and expected == 200:
+        assert response.status_code == expected
+        assert response["Content-Type"].startswith("text/event-stream")
+        await response.streaming_content.aclose()  # type: ignore[attr-defined]
+        return
     assert response.status_code == expected, response.content
     if expected != 204:
         assert response["Content-Type"].startswith("application/json")

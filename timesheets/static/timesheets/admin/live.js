@@ -21,7 +21,11 @@
   function tick() {
     const elapsed = (performance.now() - loadedAt) / 1000;
     for (const cell of document.querySelectorAll('.ts-live[data-running="1"]')) {
-      let seconds = parseFloat(cell.dataset.seconds) + elapsed;
+      // A cell swapped in by the live list counts from when it was rendered, not the page.
+      const since = cell.dataset.renderedAt
+        ? (performance.now() - parseFloat(cell.dataset.renderedAt)) / 1000
+        : elapsed;
+      let seconds = parseFloat(cell.dataset.seconds) + since;
       if (cell.dataset.maxSeconds !== undefined) {
         seconds = Math.min(seconds, parseFloat(cell.dataset.maxSeconds));
       }
