@@ -28,6 +28,7 @@ from timesheets.api import router as timesheets_router
 from timesheets.auth import BearerToken, Session
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
 from timesheets.schemas import api_instant
+from webhooks.api import router as webhooks_router
 from worker.api import router as worker_router
 
 logger = structlog.get_logger("http")
@@ -77,6 +78,7 @@ api = NinjaAPI(
 )
 api.add_router("", timesheets_router)
 api.add_router("", worker_router)
+api.add_router("", webhooks_router)
 
 
 def _error(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:
