@@ -26,6 +26,8 @@ class Receiver:
     answer: Callable[[int], tuple[int, float]] = lambda n: (204, 0.0)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    most_in_flight: int = 0  # requests it was answering at once, at most
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -43,6 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         with receiver.lock:
             n = len(receiver.received)
+            receiver.in_flight += 1
+            receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
             receiver.received.append(
                 Received(
                     path=self.path,
@@ -53,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
         status, delay = receiver.answer(n)
         if delay:
             time.sleep(delay)
+        with receiver.lock:
+            receiver.in_flight -= 1
         try:
             self.send_response(status)
             self.send_header("content-length", "0")
@@ -66,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a request still sleeping does not hold up the test's end
+    request_queue_size = 256  # connections waiting to be accepted: many senders at once
     receiver: Receiver
 
 

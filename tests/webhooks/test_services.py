@@ -130,17 +130,6 @@ def test_fan_out_goes_in_batches_and_keeps_up(alice: User) -> None:
     assert Delivery.objects.count() == 7
 
 
-def test_a_runner_that_finds_the_cursor_held_skips_the_fan_out(
-    alice: User, on_postgresql: bool, monkeypatch: Any
-) -> None:
-    subscription_create(owner=alice, url=URL)
-    event(alice)
-    # What select_for_update(skip_locked=True) answers while another runner holds the row.
-    monkeypatch.setattr(Cursor.objects, "select_for_update", lambda **_: Cursor.objects.none())
-    assert delivery_fan_out(now=at(0)) == 0
-    assert not Delivery.objects.exists()
-
-
 def test_the_database_refuses_a_second_delivery_of_an_event(alice: User) -> None:
     subscription = subscription_create(owner=alice, url=URL)
     happened = event(alice)
