@@ -18,7 +18,12 @@ from events.models import Event
 from webhooks import network
 from webhooks.exceptions import UrlRefused, WebhooksError
 from webhooks.models import Delivery, Subscription
-from webhooks.services import delivery_retry_now, subscription_create, subscription_enable
+from webhooks.services import (
+    EVERYONE_PERMISSION,
+    delivery_retry_now,
+    subscription_create,
+    subscription_enable,
+)
 
 if TYPE_CHECKING:
     SubscriptionAdminBase = admin.ModelAdmin[Subscription]
@@ -40,6 +45,19 @@ class SubscriptionAddForm(SubscriptionFormBase):
     class Meta:
         model = Subscription
         fields = ["owner", "url", "event_types", "all_owners"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        owner = cleaned.get("owner")
+        if (
+            cleaned.get("all_owners")
+            and owner is not None
+            and not owner.has_perm(EVERYONE_PERMISSION)
+        ):
+            self.add_error(
+                "all_owners", "Only people who may view every timesheet can receive everyone's."
+            )
+        return cleaned
 
     def clean_url(self) -> str:
         url: str = self.cleaned_data["url"]

@@ -14,7 +14,7 @@ from ninja.errors import HttpError
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints
 
 from timesheets.schemas import MAX_ID, ErrorOut
-from webhooks.exceptions import WebhooksError
+from webhooks.exceptions import NotAllowed, WebhooksError
 from webhooks.models import URL_MAX_LENGTH, Subscription
 from webhooks.selectors import subscription_list
 from webhooks.services import subscription_create, subscription_delete
@@ -114,6 +114,8 @@ async def create_webhook(
             event_types=payload.event_types,
             all_owners=payload.all_owners,
         )
+    except NotAllowed as refused:
+        raise HttpError(403, refused.message) from None
     except WebhooksError as refused:
         raise HttpError(422, refused.message) from None
     out = SubscriptionOut.of(subscription).model_dump()
