@@ -13,6 +13,7 @@ from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints
 
+from events.models import Event
 from timesheets.schemas import MAX_ID, ErrorOut
 from webhooks.exceptions import NotAllowed, WebhooksError
 from webhooks.models import URL_MAX_LENGTH, Subscription
@@ -29,14 +30,13 @@ WRITE_ERRORS = {403: ErrorOut, **ERRORS}
 Url = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=URL_MAX_LENGTH)
 ]
-EventType = Annotated[str, StringConstraints(max_length=40)]
 
 
 class SubscriptionIn(Schema):
     model_config = ConfigDict(extra="forbid")  # an unknown field is refused, not ignored
 
     url: Url = Field(description="An http:// or https:// URL whose host is public.")
-    event_types: list[EventType] = Field(
+    event_types: list[Event.Type] = Field(
         default_factory=list,
         max_length=MAX_EVENT_TYPES,
         description="The event types to receive; empty for every type.",

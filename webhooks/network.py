@@ -53,12 +53,14 @@ def split(url: str) -> tuple[SplitResult, str, int]:
     except ValueError as error:
         raise UrlRefused(f"The URL is not valid: {error}.") from None
     if parts.scheme not in SCHEMES:
-        raise UrlRefused("Only http:// and https:// URLs can receive webhooks.")
+        raise UrlRefused("The URL must start with http:// or https://.")
     host = parts.hostname
     if not host:
         raise UrlRefused("The URL has no host.")
     if parts.username is not None or parts.password is not None:
-        raise UrlRefused("The URL must not hold credentials; authenticate with the signature.")
+        raise UrlRefused(
+            "The URL must not hold credentials; receivers authenticate webhooks by their signature."
+        )
     return parts, host, port or SCHEMES[parts.scheme]
 
 
@@ -86,13 +88,13 @@ async def aresolve(host: str, port: int) -> list[Address]:
 
 def _checked(host: str, addresses: list[Address]) -> Address:
     if not addresses:
-        raise UrlRefused(f"The host {host!r} resolves to no address.")
+        raise UrlRefused(f"The URL's host {host!r} resolves to no address.")
     networks = allowed_networks()
     refused = [address for address in addresses if not address_allowed(address, networks)]
     if refused:
         raise UrlRefused(
-            f"The host {host!r} resolves to {refused[0]}, which is not a public address; "
-            "webhooks only go to public addresses."
+            f"The URL's host {host!r} resolves to {refused[0]}, which is not a public "
+            "address; webhooks only go to public addresses."
         )
     return addresses[0]
 
@@ -103,7 +105,7 @@ def check_url(url: str) -> None:
     try:
         addresses = resolve(host, port)
     except OSError as error:
-        raise UrlRefused(f"The host {host!r} cannot be resolved: {error.strerror}.") from None
+        raise UrlRefused(f"The URL's host {host!r} cannot be resolved: {error.strerror}.") from None
     _checked(host, addresses)
 
 
@@ -113,7 +115,7 @@ async def atarget(url: str) -> Target:
     try:
         addresses = await aresolve(host, port)
     except OSError as error:
-        raise UrlRefused(f"The host {host!r} cannot be resolved: {error.strerror}.") from None
+        raise UrlRefused(f"The URL's host {host!r} cannot be resolved: {error.strerror}.") from None
     address = _checked(host, addresses)
     literal = f"[{address}]" if address.version == 6 else str(address)
     netloc = literal if parts.port is None else f"{literal}:{parts.port}"

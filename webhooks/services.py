@@ -76,7 +76,7 @@ def subscription_create(
     subscription = Subscription.objects.create(
         owner=owner,
         url=url,
-        event_types=sorted(set(event_types)),
+        event_types=sorted({Event.Type(name).value for name in event_types}),
         all_owners=all_owners,
         secret=subscription_secret(),
         created_at=clock.read(now),

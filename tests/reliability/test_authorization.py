@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from timesheets.models import Project, Segment, Timesheet
 from timesheets.services import timesheet_create, timesheet_start
+from webhooks.models import Subscription
+from webhooks.services import subscription_create
 from worker import process
 from worker.registry import Job
 from worker.runner import Runner
@@ -36,7 +38,7 @@ REFUSED = {"nobody": 401, "malformed": 401, "expired": 401}
 @dataclass(frozen=True)
 class Operation:
     method: str
-    path: str  # {mine} is alice's running timesheet
+    path: str  # {mine} is alice's running timesheet, {hook} her webhook subscription
     body: dict[str, Any] | None
     owner: int
     other: int
@@ -57,12 +59,18 @@ OPERATIONS = [
     Operation("POST", "/api/projects", {"code": "new", "designation": "New"}, 403, 403, 201),
     Operation("GET", "/api/worker", None, 403, 403, 200),
     Operation("POST", "/api/worker/start", None, 403, 403, 200),
+    Operation("GET", "/api/webhooks", None, 200, 200, 200),
+    # A public address, given as such: nothing to resolve, and no runner sends to it.
+    Operation("POST", "/api/webhooks", {"url": "http://93.184.215.14/hook"}, 201, 201, 201),
+    # Staff without the permission to delete subscriptions do not see alice's.
+    Operation("DELETE", "/api/webhooks/{hook}", None, 204, 404, 404),
 ]
 
 
 @dataclass(frozen=True)
 class World:
     mine: int
+    hook: int
     project: int
     secrets: dict[str, str]  # username -> the secret in each of their descriptions
     headers: dict[str, dict[str, str]]  # caller -> request headers
@@ -88,8 +96,10 @@ def world(make_user: Callable[..., User], project: Project, token_for: Callable[
     def bearer(user: User, **options: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {token_for(user, **options)}"}
 
+    hook = subscription_create(owner=alice, url="http://93.184.215.14/hook").pk
     return World(
         mine=running["alice"],
+        hook=hook,
         project=project.pk,
         secrets=secrets,
         headers={
@@ -115,7 +125,7 @@ def idle_runner() -> None:
 
 def rows() -> list[list[dict[str, Any]]]:
     """What a refused request must leave as it was (tokens' last use aside)."""
-    models: list[type[Model]] = [Project, Timesheet, Segment]
+    models: list[type[Model]] = [Project, Timesheet, Segment, Subscription]
     return [[dict(row) for row in m._default_manager.order_by("pk").values()] for m in models]
 
 
@@ -130,7 +140,10 @@ def test_the_matrix_covers_every_operation_in_the_document(client: Any) -> None:
 
     covered = {(o.method, o.path.split("?")[0]) for o in OPERATIONS}
 
-    assert {(m, p.replace("{timesheet_id}", "{mine}")) for m, p in documented} == covered
+    assert {
+        (m, p.replace("{timesheet_id}", "{mine}").replace("{subscription_id}", "{hook}"))
+        for m, p in documented
+    } == covered
 
 
 @pytest.mark.usefixtures("idle_runner")
@@ -138,7 +151,7 @@ def test_the_matrix_covers_every_operation_in_the_document(client: Any) -> None:
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[f"{o.method} {o.path}" for o in OPERATIONS])
 async def test_authorization(world: World, operation: Operation, caller: str) -> None:
     expected = REFUSED.get(caller) or getattr(operation, caller)
-    path = operation.path.format(mine=world.mine)
+    path = operation.path.format(mine=world.mine, hook=world.hook)
     body = operation.body
     if body is not None and "project" in body:
         body = {"project": world.project}
