@@ -42,6 +42,7 @@ FAN_OUT_BATCH = 1000  # events per fan-out transaction
 BACKOFF_BASE = 5.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0  # seconds; retries are at least hourly until giving up
 CLAIM_MARGIN = 30.0  # seconds a claim lasts beyond the worst-case duration of its requests
+RECORD_BATCH = 100  # deliveries per UPDATE when recording outcomes
 ERROR_MAX_LENGTH = 500  # characters of an error kept on a delivery (the column's size)
 EVERYONE_PERMISSION = "timesheets.view_timesheet"
 
@@ -277,6 +278,8 @@ def delivery_record(*, outcomes: Sequence[Outcome], now: datetime | None = None)
                 "next_attempt_at",
                 "gave_up_at",
             ],
+            # One CASE per field and row: SQLite's cost grows with the square of its size.
+            batch_size=RECORD_BATCH,
         )
         if successes:
             Subscription.objects.filter(pk__in=successes).update(consecutive_failures=0)

@@ -26,7 +26,12 @@ def test_discover_finds_the_apps_jobs_and_their_settings(settings: Any) -> None:
 
     jobs = {found.name: found for found in discover()}
 
-    assert set(jobs) == {"accrue_running_timesheets", "stop_forgotten_timesheets", "prune_events"}
+    assert set(jobs) == {
+        "accrue_running_timesheets",
+        "stop_forgotten_timesheets",
+        "prune_events",
+        "deliver_webhooks",
+    }
     accrue = jobs["accrue_running_timesheets"]
     assert accrue.interval == 0.2
     assert accrue.run_at_shutdown
