@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 
 from events.models import Event
@@ -42,7 +42,6 @@ FAN_OUT_BATCH = 1000  # events per fan-out transaction
 BACKOFF_BASE = 5.0  # seconds before the first retry
 BACKOFF_CAP = 3600.0  # seconds; retries are at least hourly until giving up
 CLAIM_MARGIN = 30.0  # seconds a claim lasts beyond the worst-case duration of its requests
-RECORD_BATCH = 100  # deliveries per UPDATE when recording outcomes
 ERROR_MAX_LENGTH = 500  # characters of an error kept on a delivery (the column's size)
 EVERYONE_PERMISSION = "timesheets.view_timesheet"
 
@@ -268,19 +267,7 @@ def delivery_record(*, outcomes: Sequence[Outcome], now: datetime | None = None)
                 else:
                     delivery.next_attempt_at = retry_at
             changed.append(delivery)
-        Delivery.objects.bulk_update(
-            changed,
-            [
-                "last_status_code",
-                "last_latency_ms",
-                "last_error",
-                "delivered_at",
-                "next_attempt_at",
-                "gave_up_at",
-            ],
-            # One CASE per field and row: SQLite's cost grows with the square of its size.
-            batch_size=RECORD_BATCH,
-        )
+        _save_outcomes(changed)
         if successes:
             Subscription.objects.filter(pk__in=successes).update(consecutive_failures=0)
         only_failed = {pk: count for pk, count in failures.items() if pk not in successes}
@@ -290,6 +277,51 @@ def delivery_record(*, outcomes: Sequence[Outcome], now: datetime | None = None)
                 + Case(*(When(pk=pk, then=Value(n)) for pk, n in only_failed.items()))
             )
             _disable_failing(subscriptions=only_failed, moment=moment)
+
+
+OUTCOME_FIELDS = (
+    "last_status_code",
+    "last_latency_ms",
+    "last_error",
+    "delivered_at",
+    "next_attempt_at",
+    "gave_up_at",
+)
+
+
+def _save_outcomes(deliveries: Sequence[Delivery]) -> None:
+    """One UPDATE by primary key, executed for every delivery in one call.
+
+    ``bulk_update`` writes one CASE per field and row into a single statement, whose cost grows
+    with the square of the rows on SQLite (seconds for a thousand); the driver's executemany
+    runs one prepared statement per row instead.
+    """
+    if not deliveries:
+        return
+    meta = Delivery._meta
+    fields = [field for field in meta.concrete_fields if field.name in OUTCOME_FIELDS]
+    assert meta.pk is not None
+    columns = [field.column for field in fields]
+    key = meta.pk.column
+    assert key is not None
+    assert None not in columns
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(str(column))} = %s" for column in columns)
+    # Names from the model, values as parameters: nothing from outside is spliced in.
+    table = quote(meta.db_table)
+    statement = f"UPDATE {table} SET {assignments} WHERE {quote(key)} = %s"  # noqa: S608
+    rows = [
+        [
+            *(
+                field.get_db_prep_save(getattr(delivery, field.attname), connection)
+                for field in fields
+            ),
+            delivery.pk,
+        ]
+        for delivery in deliveries
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, rows)
 
 
 def _disable_failing(*, subscriptions: Iterable[int], moment: datetime) -> None:
