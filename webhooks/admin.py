@@ -168,7 +168,11 @@ class DeliveryAdmin(DeliveryAdminBase):
     def has_change_permission(self, request: HttpRequest, obj: Delivery | None = None) -> bool:
         return False
 
-    @admin.action(description="Retry selected deliveries now", permissions=["view"])
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        # The log is read-only, yet retrying changes a delivery: it takes the right to change.
+        return request.user.has_perm("webhooks.change_delivery")
+
+    @admin.action(description="Retry selected deliveries now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         count = delivery_retry_now(deliveries=queryset.values_list("pk", flat=True))
         messages.success(request, f"{count} delivery(ies) will be retried at the next run.")
