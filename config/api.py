@@ -35,6 +35,7 @@ from timesheets.exceptions import (
     SegmentOverlap,
 )
 from timesheets.schemas import api_instant
+from webhooks.api import router as webhooks_router
 from worker.api import router as worker_router
 
 logger = structlog.get_logger("http")
@@ -86,6 +87,7 @@ api.add_router("", timesheets_router)
 api.add_router("", worker_router)
 api.add_router("", events_router)
 api.add_router("", reports_router)
+api.add_router("", webhooks_router)
 
 
 def _error(request: HttpRequest, status: int, detail: str, **extra: Any) -> HttpResponse:

@@ -118,6 +118,8 @@ def logging_config(*, log_format: str, level: str, show_locals: bool = False) ->
             # The pool warns at every failed attempt to connect, several a second during an
             # outage; whoever needed the connection reports the failure once, with the reason.
             "psycopg.pool": {**foreign, "level": "ERROR"},
+            # One line per webhook request would drown the rest; the job logs each run.
+            "httpx": {**foreign, "level": "WARNING"},
         },
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import zoneinfo
 from pathlib import Path
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "pages",
     "worker",
     "reports",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -406,6 +408,66 @@ WORKER_ORM_MODE = env_choice(
         "or Django's native async ORM."
     ),
 )
+
+# --- Webhooks -----------------------------------------------------------------------------
+
+WEBHOOKS_INTERVAL_SECONDS = env_float(
+    "WEBHOOKS_INTERVAL_SECONDS",
+    default=1,
+    minimum=0.05,
+    maximum=3600,
+    description="Interval of the webhook job (fan-out and delivery), in seconds.",
+)
+WEBHOOKS_CONCURRENCY = env_int(
+    "WEBHOOKS_CONCURRENCY",
+    default=100,
+    minimum=1,
+    maximum=1000,
+    description="Webhook requests one runner has in flight at once.",
+)
+WEBHOOKS_BATCH_SIZE = env_int(
+    "WEBHOOKS_BATCH_SIZE",
+    default=1000,
+    minimum=1,
+    maximum=10000,
+    description="Deliveries one run of the webhook job claims and sends.",
+)
+WEBHOOKS_TIMEOUT_SECONDS = env_float(
+    "WEBHOOKS_TIMEOUT_SECONDS",
+    default=10,
+    minimum=0.1,
+    maximum=60,
+    description="A webhook request not answered within this many seconds has failed.",
+)
+WEBHOOKS_RETRY_HOURS = env_float(
+    "WEBHOOKS_RETRY_HOURS",
+    default=24,
+    minimum=1 / 60,
+    maximum=24 * 7,
+    description="How long a failing delivery is retried, with backoff, before giving up.",
+)
+WEBHOOKS_DISABLE_AFTER_FAILURES = env_int(
+    "WEBHOOKS_DISABLE_AFTER_FAILURES",
+    default=100,
+    minimum=1,
+    maximum=100_000,
+    description="A subscription whose deliveries failed this many times in a row is disabled.",
+)
+WEBHOOKS_ALLOWED_NETWORKS = env_list(
+    "WEBHOOKS_ALLOWED_NETWORKS",
+    default="",
+    description=(
+        "Comma-separated CIDRs webhooks may reach although they are not public (loopback, "
+        "private); empty allows public addresses only."
+    ),
+)
+try:
+    for _network in WEBHOOKS_ALLOWED_NETWORKS:
+        ipaddress.ip_network(_network)
+except ValueError as _error:
+    raise SettingsError(
+        f"WEBHOOKS_ALLOWED_NETWORKS: {_error}; use CIDRs such as 10.0.0.0/8."
+    ) from None
 
 # --- Metrics ------------------------------------------------------------------------------
 

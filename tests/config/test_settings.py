@@ -213,6 +213,16 @@ class TestBounds:
                 "to 30.",
             ),
             (
+                {"WEBHOOKS_ALLOWED_NETWORKS": "10.0.0.0/8,localhost"},
+                "Configuration error: WEBHOOKS_ALLOWED_NETWORKS: 'localhost' does not appear to be "
+                "an IPv4 or IPv6 network; use CIDRs such as 10.0.0.0/8.",
+            ),
+            (
+                {"WEBHOOKS_CONCURRENCY": "0"},
+                "Configuration error: WEBHOOKS_CONCURRENCY='0' is out of range: use from 1 to "
+                "1000.",
+            ),
+            (
                 {"METRICS_TOKEN": "short"},
                 "Configuration error: METRICS_TOKEN is 5 characters long; use at least 16",
             ),

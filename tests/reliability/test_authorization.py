@@ -26,6 +26,8 @@ from django.utils import timezone
 from timesheets.models import Correction, Project, Segment, Timesheet
 from timesheets.permissions import API_PERMISSIONS
 from timesheets.services import segment_add, timesheet_create, timesheet_start
+from webhooks.models import Subscription
+from webhooks.services import subscription_create
 from worker import process
 from worker.registry import Job
 from worker.runner import Runner
@@ -39,7 +41,8 @@ REFUSED = {"nobody": 401, "malformed": 401, "expired": 401}
 @dataclass(frozen=True)
 class Operation:
     method: str
-    path: str  # {mine} is alice's running timesheet, {run} a finished run of hers
+    # {mine}: alice's running timesheet, {run}: a finished run of hers, {hook}: her webhook
+    path: str
     body: dict[str, Any] | None  # string values are formatted with the world's instants
     owner: int
     other: int
@@ -87,6 +90,11 @@ OPERATIONS = [
     Operation("GET", "/api/reports?from=2026-01-01&to=2026-12-31&user=alice", None, 200, 403, 200),
     Operation("GET", "/api/events", None, 200, 200, 200, stream=True),
     Operation("GET", "/api/events?user=alice", None, 200, 403, 200, stream=True),
+    Operation("GET", "/api/webhooks", None, 200, 200, 200),
+    # A public address, given as such: nothing to resolve, and no runner sends to it.
+    Operation("POST", "/api/webhooks", {"url": "http://93.184.215.14/hook"}, 201, 201, 201),
+    # Staff without the permission to delete subscriptions do not see alice's.
+    Operation("DELETE", "/api/webhooks/{hook}", None, 204, 404, 404),
 ]
 
 
@@ -94,6 +102,7 @@ OPERATIONS = [
 class World:
     mine: int
     run: int
+    hook: int
     instants: dict[str, str]
     project: int
     secrets: dict[str, str]  # username -> the secret in each of their descriptions
@@ -137,6 +146,7 @@ def world(make_user: Callable[..., User], project: Project, token_for: Callable[
     def bearer(user: User, **options: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {token_for(user, **options)}"}
 
+    hook = subscription_create(owner=alice, url="http://93.184.215.14/hook").pk
     return World(
         mine=running["alice"],
         run=run.pk,
@@ -148,6 +158,7 @@ def world(make_user: Callable[..., User], project: Project, token_for: Callable[
                 "later_start": timedelta(hours=3, minutes=30),
             }.items()
         },
+        hook=hook,
         project=project.pk,
         secrets=secrets,
         headers={
@@ -175,7 +186,7 @@ def idle_runner() -> None:
 
 def rows() -> list[list[dict[str, Any]]]:
     """What a refused request must leave as it was (tokens' last use aside)."""
-    models: list[type[Model]] = [Project, Timesheet, Segment, Correction]
+    models: list[type[Model]] = [Project, Timesheet, Segment, Correction, Subscription]
     return [[dict(row) for row in m._default_manager.order_by("pk").values()] for m in models]
 
 
@@ -197,7 +208,7 @@ def test_the_matrix_covers_every_operation_in_the_document(client: Any) -> None:
 
     covered = {(o.method, o.path.split("?")[0]) for o in OPERATIONS}
 
-    named = {"{timesheet_id}": "{mine}", "{segment_id}": "{run}"}
+    named = {"{timesheet_id}": "{mine}", "{segment_id}": "{run}", "{subscription_id}": "{hook}"}
     for name, placeholder in named.items():
         documented = {(m, p.replace(name, placeholder)) for m, p in documented}
     assert documented == covered
@@ -208,7 +219,7 @@ def test_the_matrix_covers_every_operation_in_the_document(client: Any) -> None:
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[f"{o.method} {o.path}" for o in OPERATIONS])
 async def test_authorization(world: World, operation: Operation, caller: str) -> None:
     expected = REFUSED.get(caller) or operation.expected(caller)
-    path = operation.path.format(mine=world.mine, run=world.run)
+    path = operation.path.format(mine=world.mine, run=world.run, hook=world.hook)
     body = operation.body
     if body is not None and "project" in body:
         body = {"project": world.project}

@@ -13,6 +13,7 @@ docs/reliability.md records a long run.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -40,6 +41,8 @@ from config.wsgi import application
 from timesheets.models import Project
 from timesheets.schemas import ProjectIn, TimesheetIn
 from timesheets.services import timesheet_create, timesheet_start
+from webhooks import network
+from webhooks.services import subscription_create
 from worker import process
 from worker.registry import Job
 from worker.runner import Runner
@@ -65,6 +68,9 @@ OPERATIONS = [
     ("PATCH", "/api/segments/{segment_id}"),
     ("DELETE", "/api/segments/{segment_id}"),
     ("GET", "/api/reports"),
+    ("GET", "/api/webhooks"),
+    ("POST", "/api/webhooks"),
+    ("DELETE", "/api/webhooks/{subscription_id}"),
 ]
 
 # Schema-valid requests that name something that does not exist: the document cannot say
@@ -84,6 +90,8 @@ TIME_MODEL_REFUSALS = (
     "Invalid report: to: Give a day",
     "Invalid report: group_by:",
 )
+# Nor can it say which URLs lead to a public address.
+UNREACHABLE_URLS = ("The URL ",)
 UNSAFE = ("POST", "PATCH", "DELETE")
 
 
@@ -92,6 +100,7 @@ class World:
     """What the fuzzed requests find in the database, so that some of them hit real rows."""
 
     timesheet_ids: list[int]
+    subscription_ids: list[int]
     project_ids: list[int]
     usernames: list[str]
     credentials: dict[str, dict[str, str]]
@@ -116,6 +125,10 @@ def world(
             timesheet(alice, running=False),
             timesheet(bob, running=True),
         ],
+        subscription_ids=[
+            subscription_create(owner=owner, url="http://93.184.215.14/hook").pk
+            for owner in (alice, bob)
+        ],
         project_ids=[project.pk, archived.pk],
         usernames=["alice", "bob", "sam"],
         credentials={
@@ -136,6 +149,20 @@ def api_schema(db: None) -> Iterator[Any]:
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
+
+
+@pytest.fixture(autouse=True)
+def no_name_lookups(monkeypatch: Any) -> None:
+    """Webhook URLs' made-up host names are not looked up: each resolves to a public address
+    (addresses written as such are checked as they are)."""
+
+    def resolve(host: str, port: int) -> list[Any]:
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            return [ipaddress.ip_address("93.184.215.14")]
+
+    monkeypatch.setattr(network, "resolve", resolve)
 
 
 @pytest.fixture
@@ -208,6 +235,10 @@ def aim_at_known_rows(case: Any, data: st.DataObject, world: World) -> None:
         pick = data.draw(st.sampled_from([None, *world.timesheet_ids]))
         if pick is not None:
             case.path_parameters["timesheet_id"] = pick
+    if case.path_parameters and "subscription_id" in case.path_parameters:
+        pick = data.draw(st.sampled_from([None, *world.subscription_ids]))
+        if pick is not None:
+            case.path_parameters["subscription_id"] = pick
     if isinstance(case.body, dict) and "project" in case.body:
         choices = [*world.project_ids, case.body["project"]]
         case.body["project"] = data.draw(st.sampled_from(choices))
@@ -284,7 +315,9 @@ def assert_accepted_or_explained(response: Any) -> None:
     status = response.status_code
     if status == 422:
         detail = json.loads(response.content)["detail"]
-        assert detail.startswith(MISSING_REFERENCES + TIME_MODEL_REFUSALS), detail
+        assert detail.startswith(MISSING_REFERENCES + TIME_MODEL_REFUSALS + UNREACHABLE_URLS), (
+            detail
+        )
     else:
         assert status in (200, 201, 204, 403, 404, 409), response.content
 

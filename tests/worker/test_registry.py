@@ -31,6 +31,7 @@ def test_discover_finds_the_apps_jobs_and_their_settings(settings: Any) -> None:
         "stop_forgotten_timesheets",
         "prune_events",
         "runner_heartbeat",
+        "deliver_webhooks",
     }
     accrue = jobs["accrue_running_timesheets"]
     assert accrue.interval == 0.2
