@@ -41,7 +41,6 @@ from bench.stats import percentile, rounded
 
 CONNECT_CONCURRENCY = 200  # streams being opened at once
 EVENT_TIMEOUT = 120.0  # seconds for an event to reach every subscriber before the run fails
-BASELINE_STREAMS = 0
 SETTLE_SECONDS = 2.0  # after a level's streams are open, before measuring memory
 
 
