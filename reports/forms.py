@@ -36,6 +36,7 @@ class ReportForm(forms.Form):
     group_by = GroupsField(
         choices=[(group, group) for group in GROUPS],
         required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="Any of user, project, day, week (weeks begin on Monday).",
     )
     user = forms.CharField(max_length=150, required=False, help_text="A username.")

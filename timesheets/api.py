@@ -309,6 +309,8 @@ async def change_segment(
 ) -> SegmentOut:
     if not 1 <= segment_id <= MAX_ID:
         raise _no_run(segment_id)
+    if not payload.model_fields_set:
+        raise HttpError(422, "Give started_at, ended_at or both: there is nothing to change.")
     owner_id = await _corrected_owner(request)
     if "ended_at" in payload.model_fields_set and payload.ended_at is None:
         # null keeps a run in progress open; a finished run cannot be reopened.

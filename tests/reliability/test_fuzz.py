@@ -83,6 +83,7 @@ TIME_MODEL_REFUSALS = (
     "This run would overlap",
     "This run is still running",
     "A finished run cannot be reopened",
+    "Give started_at, ended_at or both",
     # and which ranges of days a report covers: these the schema cannot state either.
     "Invalid report: to: The last day",
     "Invalid report: to: A report covers at most",

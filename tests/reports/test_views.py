@@ -35,6 +35,8 @@ def test_the_table_and_the_links(client: Client, alice: User, add_run: AddRun) -
     assert "<td>2026-02-02</td><td>2:00:00</td>" in page
     assert "<td>2026-02-03</td><td>1:00:00</td>" in page
     assert "<strong>3:00:00</strong>" in page
+    assert '<input type="checkbox" name="group_by" value="day" id="id_group_by_2" checked>' in page
+    assert '<input type="checkbox" name="group_by" value="user" id="id_group_by_0">' in page
     csv_url = response.context["csv_url"]
     assert csv_url.startswith("/api/reports?")
     assert parse_qs(urlsplit(csv_url).query) == {

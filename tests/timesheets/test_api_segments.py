@@ -261,6 +261,16 @@ async def test_a_finished_run_cannot_be_reopened(alice_client: AsyncClient, run:
     assert await arows() == before
 
 
+async def test_an_empty_change_is_refused(alice_client: AsyncClient, run: Segment) -> None:
+    before = await arows()
+
+    response = await send(alice_client, "PATCH", f"/api/segments/{run.pk}", {})
+
+    assert response.status_code == 422
+    assert "nothing to change" in response.json()["detail"]
+    assert await arows() == before
+
+
 async def test_the_open_run_stays_open_and_its_start_moves(
     alice: User, project: Project, alice_client: AsyncClient
 ) -> None:
