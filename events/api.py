@@ -9,8 +9,9 @@ and gets none twice. Past the retention, the events it missed may be gone: it is
 
 from __future__ import annotations
 
+import contextvars
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import structlog
@@ -124,12 +125,27 @@ def _release_connection() -> None:
         connection.close()
 
 
+# asgiref keeps the executor of each request's thread in these two attributes of SyncToAsync,
+# which are not a public interface: pinned to asgiref 3.13 in pyproject.toml, checked here, and
+# tested (tests/events/test_stream.py). Should they change, streams keep their threads: slower
+# and heavier, never wrong.
+_REQUEST_CONTEXT = getattr(SyncToAsync, "thread_sensitive_context", None)
+_EXECUTORS = getattr(SyncToAsync, "context_to_thread_executor", None)
+THREADS_RELEASABLE = isinstance(_REQUEST_CONTEXT, contextvars.ContextVar) and isinstance(
+    _EXECUTORS, MutableMapping
+)
+
+
 def _release_thread() -> None:
     """End the thread Django gave this request for its database calls (one per request, kept
     until the request ends: for streams, one idle thread each). A later call gets a new one."""
-    context = SyncToAsync.thread_sensitive_context.get(None)
+    if not THREADS_RELEASABLE:
+        return
+    assert isinstance(_REQUEST_CONTEXT, contextvars.ContextVar)
+    assert isinstance(_EXECUTORS, MutableMapping)
+    context = _REQUEST_CONTEXT.get(None)
     if context is not None:
-        executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+        executor = _EXECUTORS.pop(context, None)
         if executor is not None:
             executor.shutdown(wait=False)
 
