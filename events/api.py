@@ -170,6 +170,7 @@ def _parse_last_event_id(header: str | None, query: int | None) -> int | None:
         200: Any,
         401: ErrorOut,
         403: ErrorOut,
+        413: ErrorOut,
         422: ErrorOut,
         503: ErrorOut,
     },

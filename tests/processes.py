@@ -7,13 +7,14 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,37 @@ class Service:
         self.process.wait(10)
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str] | None = None) -> Iterator[str]:
+    """``serve`` on a free port of this host, answering: yields its base URL, stops it after."""
+    port = free_port()
+    service = Service("serve", "--port", str(port), "--no-migrate", env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        service.wait_for_http(f"{base}/healthz")
+        yield base
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
+def timesheets_locked(table: str = "timesheets_timesheet") -> Iterator[None]:
+    """Another connection holds what the accrual needs: the timesheets table (PostgreSQL; or
+    the table named), the database's write lock (SQLite)."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        with psycopg.connect(test_database_url()) as other:
+            other.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield
+            other.rollback()
+        return
+    writer = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        yield
+        writer.execute("ROLLBACK")
+    finally:
+        writer.close()

@@ -211,7 +211,7 @@ def test_web_serves_and_stops_gracefully_with_a_final_accrual(
     # uvicorn re-raises the signal after a clean shutdown: ending by SIGTERM is the norm.
     assert web.wait(GRACE_PERIOD) == -signal.SIGTERM
     stopped = web.wait_for("runner_stopped")
-    assert (stopped["final_runs"], stopped["abandoned"]) == (1, [])
+    assert (stopped["final_runs"], stopped["abandoned"]) == (2, []), "the accrual, the heartbeat"
     assert "Task was destroyed but it is pending" not in web.output
     assert "Traceback" not in web.output
     assert web.plain_lines() == [], "LOG_FORMAT=json: every line is one JSON event"
@@ -315,7 +315,7 @@ def test_the_worker_role_runs_the_jobs_until_sigterm(
     worker.send(signal.SIGTERM)
     assert worker.wait(GRACE_PERIOD) == 0
     stopped = worker.wait_for("runner_stopped")
-    assert (stopped["final_runs"], stopped["abandoned"]) == (1, [])
+    assert (stopped["final_runs"], stopped["abandoned"]) == (2, []), "the accrual, the heartbeat"
     assert worker.plain_lines() == []
 
 

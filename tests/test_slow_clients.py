@@ -17,7 +17,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.processes import Service, free_port
+from tests.processes import serving
 
 SLOW_CLIENTS = 2000
 NORMAL_REQUESTS = 50
@@ -43,14 +43,8 @@ def open_files() -> Iterator[None]:
 
 @pytest.fixture
 def server(open_files: None) -> Iterator[str]:
-    port = free_port()
-    service = Service("serve", "--port", str(port), "--no-migrate")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        service.wait_for_http(f"{base}/healthz")
+    with serving() as base:
         yield base
-    finally:
-        service.stop()
 
 
 class SlowClient:

@@ -47,7 +47,7 @@ def test_the_lifespan_runs_the_jobs_and_sigterm_stops_them_gracefully(
     # it sees the process end by SIGTERM, as it would have without a handler.
     assert service.wait(15) == -signal.SIGTERM
     stopped = service.wait_for("runner_stopped")
-    assert (stopped["final_runs"], stopped["abandoned"]) == (1, [])
+    assert (stopped["final_runs"], stopped["abandoned"]) == (2, []), "the accrual, the heartbeat"
     assert any(e["event"] == "Application shutdown complete." for e in service.events())
     assert "Task was destroyed but it is pending" not in service.output
     assert "Traceback" not in service.output

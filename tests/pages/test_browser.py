@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.pages.test_views import noon_zone
-from tests.processes import Service, free_port
+from tests.processes import serving
 from timesheets.models import Profile, Project
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -50,14 +50,8 @@ def person(db: None) -> tuple[str, zoneinfo.ZoneInfo]:
 
 @pytest.fixture
 def server(person: tuple[str, zoneinfo.ZoneInfo]) -> Iterator[str]:
-    port = free_port()
-    service = Service("serve", "--port", str(port), "--no-migrate")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        service.wait_for_http(f"{base}/healthz")
+    with serving() as base:
         yield base
-    finally:
-        service.stop()
 
 
 def seconds(text: str) -> int:

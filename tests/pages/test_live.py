@@ -18,7 +18,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.pages.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, WAIT_MS
-from tests.processes import Service, free_port
+from tests.processes import serving
 from timesheets.models import Project
 from timesheets.services import api_token_create
 
@@ -29,14 +29,8 @@ WITHIN_MS = 2_000  # milliseconds from the API's answer to the change on the ope
 
 @pytest.fixture
 def server(db: None) -> Iterator[str]:
-    port = free_port()
-    service = Service("serve", "--port", str(port), "--no-migrate")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        service.wait_for_http(f"{base}/healthz")
+    with serving() as base:
         yield base
-    finally:
-        service.stop()
 
 
 @pytest.fixture

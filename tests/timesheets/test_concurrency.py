@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.invariants import assert_invariants
+from tests.processes import timesheets_locked
 from timesheets import services
 from timesheets.exceptions import DatabaseBusy
 from timesheets.jobs import accrue_running_timesheets
@@ -186,29 +185,6 @@ def test_the_accrual_skips_a_row_another_transaction_holds(
     assert_invariants(now=timezone.now())
 
 
-@contextmanager
-def writes_held() -> Iterator[None]:
-    """Another connection holds what the accrual needs: the table (PostgreSQL), the database's
-    write lock (SQLite)."""
-    if connection.vendor == "postgresql":
-        import psycopg
-
-        from tests import processes
-
-        with psycopg.connect(processes.test_database_url()) as other:
-            other.execute("LOCK TABLE timesheets_timesheet IN ACCESS EXCLUSIVE MODE")
-            yield
-            other.rollback()
-        return
-    writer = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
-    try:
-        writer.execute("BEGIN IMMEDIATE")
-        yield
-        writer.execute("ROLLBACK")
-    finally:
-        writer.close()
-
-
 def test_an_accrual_kept_waiting_past_its_bound_is_deferred_and_changes_nothing(
     alice: User, project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,7 +194,7 @@ def test_an_accrual_kept_waiting_past_its_bound_is_deferred_and_changes_nothing(
         owner=alice, project=project, description="", now=timezone.now(), start=True
     )
 
-    with writes_held():
+    with timesheets_locked():
         with pytest.raises(DatabaseBusy) as busy:
             timesheet_accrue_running()
         with pytest.raises(JobDeferred, match="busy with other writers"):

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db.models.functions import Now
+from django.utils import timezone
 
+from tests.processes import timesheets_locked
+from worker.exceptions import JobDeferred
 from worker.jobs import runner_heartbeat
 from worker.models import RunnerProcess
 from worker.registry import Job
-from worker.runner import Runner
+from worker.runner import Runner, current_runner
 from worker.selectors import SILENT_AFTER, runner_health_list
 from worker.services import FORGET_AFTER, runner_process_beat
 
@@ -75,3 +81,19 @@ def test_a_runner_whose_job_keeps_failing_is_failing() -> None:
     (failing,) = runner_health_list()
 
     assert failing.state == "failing"
+
+
+async def test_a_beat_kept_waiting_by_other_writers_is_deferred_not_a_stopper() -> None:
+    heartbeat = Job(name="runner_heartbeat", function=runner_heartbeat, interval=60.0)
+    runner = Runner(jobs=[heartbeat])
+    context = contextvars.copy_context()
+    context.run(current_runner.set, runner)
+    runner.started_at = timezone.now()
+
+    with timesheets_locked(table="worker_runnerprocess"):
+        beating = cast(Coroutine[Any, Any, int], runner_heartbeat(timezone.now()))
+        beat = asyncio.create_task(beating, context=context)
+        with pytest.raises(JobDeferred, match="busy with other writers"):
+            await beat
+
+    assert not await RunnerProcess.objects.aexists()

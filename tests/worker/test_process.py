@@ -232,7 +232,7 @@ def test_a_script_that_exits_stops_its_runner_with_a_final_accrual(staff: User) 
     exited_at = Datetime.fromisoformat(exiting.removeprefix("exiting at "))
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     (stopped,) = [event for event in events if event["event"] == "runner_stopped"]
-    assert stopped["final_runs"] == 1, result.stderr
+    assert stopped["final_runs"] == 2, result.stderr  # the accrual, the heartbeat
     assert "Traceback" not in result.stderr
     watermark = Timesheet.objects.get(pk=timesheet.pk).accrued_until
     assert watermark is not None

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import signal
 import socket
-import sqlite3
 import struct
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from tests import processes
 from tests.invariants import assert_invariants
-from tests.processes import Service, is_accrual
+from tests.processes import Service, is_accrual, timesheets_locked
 from timesheets.models import Project, Timesheet
 from timesheets.services import timesheet_create
 
@@ -47,7 +44,9 @@ def test_sigterm_stops_gracefully_with_a_final_accrual(
 
     assert worker.wait(15) == 0
     stopped = worker.wait_for("runner_stopped")
-    assert (stopped["final_runs"], stopped["abandoned"]) == (1, [])
+    assert (stopped["final_runs"], stopped["abandoned"]) == (2, []), "the accrual, the heartbeat"
+    finals = sorted(e["job"] for e in worker.events("job_run") if e.get("final"))
+    assert finals == ["accrue_running_timesheets", "runner_heartbeat"]
     assert worker.events("stop_requested")[0]["signal"] == "SIGTERM"
     assert "Task was destroyed but it is pending" not in worker.output
     timesheet.refresh_from_db()
@@ -127,28 +126,6 @@ def test_a_taken_metrics_port_stops_it_with_one_clear_line(services: list[Servic
 STOP_BOUND = 25.0  # seconds from SIGTERM to exit, whatever the jobs wait for: the README's
 
 
-@contextmanager
-def jobs_blocked() -> Iterator[None]:
-    """Hold what the accrual needs: the timesheets table (PostgreSQL), the database (SQLite)."""
-    from django.db import connection
-
-    if connection.vendor == "postgresql":
-        import psycopg
-
-        with psycopg.connect(processes.test_database_url()) as other:
-            other.execute("LOCK TABLE timesheets_timesheet IN ACCESS EXCLUSIVE MODE")
-            yield
-            other.rollback()
-        return
-    writer = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
-    try:
-        writer.execute("BEGIN IMMEDIATE")
-        yield
-        writer.execute("ROLLBACK")
-    finally:
-        writer.close()
-
-
 def test_sigterm_during_a_blocked_accrual_stops_within_the_bound(
     services: list[Service], alice: User, project: Project
 ) -> None:
@@ -157,7 +134,7 @@ def test_sigterm_during_a_blocked_accrual_stops_within_the_bound(
     services.append(worker)
     worker.wait_for("job_run", where=lambda event: is_accrual(event) and event["rows"] == 1)
 
-    with jobs_blocked():
+    with timesheets_locked():
         time.sleep(0.5)  # the next accrual, due within 0.2 s, now waits for the lock
         sent_at = time.monotonic()
         worker.send(signal.SIGTERM)
