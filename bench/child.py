@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,6 +24,17 @@ import django
 
 VARIANTS = ("seed", "sync_to_async", "native", "raw")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before every watermark: an accrual moving nothing
+
+
+def _one_batch() -> Any:
+    """The job's statement once, moving nothing: the connection opened, the code paths warm.
+
+    One batch only: a whole pass, even moving nothing, would lock every row once and leave
+    the measured run pages the floor's warm-up does not.
+    """
+    from timesheets.services import _accrue_batch
+
+    return _accrue_batch(after_id=0, size=1, now=EPOCH)
 
 
 def _accrual_functions(
@@ -39,7 +51,7 @@ def _accrual_functions(
     if variant == "sync_to_async":
 
         async def warm_up() -> Any:
-            return await sync_to_async(timesheet_accrue_running)(now=EPOCH)
+            return await sync_to_async(_one_batch)()
 
         async def run(now: datetime) -> dict[str, Any]:
             return {"rows": await sync_to_async(timesheet_accrue_running)(now=now)}
@@ -47,7 +59,7 @@ def _accrual_functions(
     elif variant == "native":
 
         async def warm_up() -> Any:
-            return await timesheet_aaccrue_running(now=EPOCH)
+            return await sync_to_async(_one_batch)()
 
         async def run(now: datetime) -> dict[str, Any]:
             return {"rows": await timesheet_aaccrue_running(now=now)}
@@ -176,6 +188,112 @@ async def _lag_on_loop(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _accrue_single() -> int:
+    """The old behaviour: every running row in one UPDATE, every row lock held to its end."""
+    from django.conf import settings
+    from django.db import connection
+    from django.utils import timezone
+
+    from bench import floor
+    from timesheets.policy import max_run_length
+
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as pg:
+            return floor.accrue_postgresql(pg, now=timezone.now(), limit=max_run_length())
+    lite = sqlite3.connect(settings.DATABASES["default"]["NAME"], timeout=60, isolation_level=None)
+    try:
+        return floor.accrue_sqlite(lite, now=timezone.now(), limit=max_run_length())
+    finally:
+        lite.close()
+
+
+def _accrue_batched() -> int:
+    from django.db import connection
+
+    from timesheets.services import timesheet_accrue_running
+
+    try:
+        return timesheet_accrue_running()
+    finally:
+        connection.close()  # this thread's connection
+
+
+def _stops(spec: dict[str, Any]) -> dict[str, Any]:
+    """Stop timers one after another, each timed, while an accrual runs in another thread.
+
+    The first id is stopped before the accrual, untimed (connection open, code paths warm).
+    The next stop is sent ``interval`` seconds after the previous one was, or at once if that
+    one took longer; stops go on until the accrual has committed, and one at least is timed,
+    so that a run too short for any still measures one.
+    """
+    from timesheets.services import timesheet_stop
+
+    ids: list[int] = spec["ids"]
+    timesheet_stop(timesheet_id=ids[0])
+    accrue = _accrue_single if spec["variant"] == "single" else _accrue_batched
+    outcome: dict[str, Any] = {}
+    started = threading.Event()
+
+    def accrual() -> None:
+        try:
+            started.set()
+            begun = time.perf_counter()
+            outcome["rows"] = accrue()
+            outcome["seconds"] = time.perf_counter() - begun
+        except Exception as error:  # noqa: BLE001  (raised again in the main thread)
+            outcome["error"] = repr(error)
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=accrual, name="accrual")
+    thread.start()
+    started.wait()
+    latencies: list[float] = []
+    stopped: list[int] = []
+    next_at = time.perf_counter()
+    for timesheet_id in ids[1:]:
+        if latencies and not thread.is_alive():
+            break
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+        sent = time.perf_counter()
+        next_at = sent + spec["interval"]
+        timesheet_stop(timesheet_id=timesheet_id)
+        latencies.append(time.perf_counter() - sent)
+        stopped.append(timesheet_id)
+    thread.join()
+    if "error" in outcome:
+        raise RuntimeError(f"the accrual failed: {outcome['error']}")
+    return {
+        "rows": outcome["rows"],
+        "seconds": outcome["seconds"],
+        "latencies": latencies,
+        "stopped": [ids[0], *stopped],
+        "ran_out": len(stopped) == len(ids) - 1,
+    }
+
+
+def _pass(spec: dict[str, Any]) -> dict[str, Any]:
+    """One full accrual pass, started at the wall-clock instant ``start_at`` like its peers."""
+    from django.db import DatabaseError, connection
+
+    from timesheets.services import timesheet_accrue_running
+
+    _one_batch()
+    time.sleep(max(0.0, spec["start_at"] - time.time()))
+    started = time.time()
+    error = None
+    rows = 0
+    try:
+        rows = timesheet_accrue_running()
+    except DatabaseError as failure:  # counted: a deadlock or a lock timeout would show here
+        error = f"{type(failure).__name__}: {failure}"
+    finished = time.time()
+    connection.close()
+    return {"rows": rows, "started": started, "finished": finished, "error": error}
+
+
 def main(argv: list[str]) -> int:
     spec_path, result_path = Path(argv[1]), Path(argv[2])
     spec: dict[str, Any] = json.loads(spec_path.read_text())
@@ -187,6 +305,10 @@ def main(argv: list[str]) -> int:
         result = asyncio.run(_accrual_on_loop(spec))
     elif spec["task"] == "lag":
         result = asyncio.run(_lag_on_loop(spec))
+    elif spec["task"] == "stops":
+        result = _stops(spec)
+    elif spec["task"] == "pass":
+        result = _pass(spec)
     else:
         raise ValueError(f"unknown task {spec['task']!r}")
     result_path.write_text(json.dumps(result))

@@ -24,9 +24,11 @@ from django.apps import apps
 
 from bench.database import BenchDatabase, BenchDatabaseError, vendor_of
 
-SUITES = ("accrual", "lag", "http")
+SUITES = ("accrual", "lag", "http", "stops", "parallel")
 POSTGRESQL_SIZES = "1000,10000,100000,1000000"
 SQLITE_SIZES = "1000,10000,100000"  # a million rows is a PostgreSQL-only size
+POSTGRESQL_LARGE = 1_000_000  # rows of the stops and parallel suites by default
+SQLITE_LARGE = 100_000
 
 # Settings every process of the run gets, whatever the caller's environment says, so that runs
 # on different machines compare: no debug bookkeeping per query, quiet logs, default limits.
@@ -115,7 +117,9 @@ def parser() -> argparse.ArgumentParser:
         "bench_run_<pid> is created on that server and dropped at the end (default: sqlite)",
     )
     p.add_argument("--out", type=Path, default=Path("docs"), help="where results go (docs)")
-    p.add_argument("--suite", type=_suites, default=list(SUITES), help="accrual,lag,http")
+    p.add_argument(
+        "--suite", type=_suites, default=list(SUITES), help="accrual,lag,http,stops,parallel"
+    )
     p.add_argument(
         "--sizes",
         type=_numbers,
@@ -154,6 +158,29 @@ def parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds between accruals in the 'accrual' scenario (1)",
     )
+    p.add_argument(
+        "--stops-rows",
+        type=_positive,
+        help="running timesheets accrued while stops are sent "
+        "(PostgreSQL: 1000000; SQLite: 100000)",
+    )
+    p.add_argument(
+        "--stops-interval", type=_interval, default=0.01, help="seconds between stops (0.01)"
+    )
+    p.add_argument(
+        "--stops-max", type=_positive, default=1000, help="stops at most per accrual (1000)"
+    )
+    p.add_argument(
+        "--parallel-rows",
+        type=_positive,
+        help="running timesheets the processes accrue (PostgreSQL: 1000000; SQLite: 100000)",
+    )
+    p.add_argument(
+        "--parallel-processes",
+        type=_numbers,
+        default=[1, 2, 4],
+        help="numbers of processes accruing at once (1,2,4)",
+    )
     p.add_argument("--gunicorn-threads", type=_positive, default=16, help="(16)")
     p.add_argument(
         "--pool-size", type=_positive, default=16, help="DATABASE_POOL_SIZE of both servers (16)"
@@ -182,6 +209,35 @@ def _stop_on_sigterm(number: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + number)  # unwinds: servers are stopped, the database dropped
 
 
+def _sharing(args: argparse.Namespace, n: int, results: dict[str, Any]) -> None:
+    """The suites where accruals share rows: with other processes, and with stops."""
+    from bench import parallel, rows, stops
+
+    if "parallel" in args.suite and n == args.parallel_rows:
+        passes = parallel.measure(
+            n=rows.running_count(), processes=args.parallel_processes, repeat=args.repeat
+        )
+        for row in passes:
+            _say(
+                f"parallel P={row['processes']}: {row['seconds']:.4g} s, {row['rows']:,} "
+                f"rows, {row['deadlocks']} deadlocks, {len(row['errors'])} errors"
+            )
+        results["parallel"] = {"results": passes}
+    if "stops" in args.suite and n == args.stops_rows:
+        modes = stops.measure(
+            n=rows.running_count(),
+            repeat=args.repeat,
+            interval=args.stops_interval,
+            max_stops=args.stops_max,
+        )
+        for mode in modes:
+            _say(
+                f"stops {mode['mode']}: {mode['stops']} stops, p99 {mode['p99_ms']} ms, "
+                f"max {mode['max_ms']} ms, accrual {mode['seconds']:.4g} s"
+            )
+        results["stops"] = {"modes": modes}
+
+
 def _run(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
     from django.db import connection
     from django.utils import timezone
@@ -200,6 +256,10 @@ def _run(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
     table_sizes = set(sizes) if "accrual" in args.suite else set()
     if "lag" in args.suite:
         table_sizes.add(args.lag_rows)
+    if "stops" in args.suite:
+        table_sizes.add(args.stops_rows)
+    if "parallel" in args.suite:
+        table_sizes.add(args.parallel_rows)
     for n in sorted(table_sizes):
         added = rows.ensure_running(rows=n, project_id=project.pk, now=timezone.now())
         _say(f"{rows.running_count():,} running timesheets ({added:,} added)")
@@ -219,6 +279,8 @@ def _run(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
             for mode in modes:
                 _say(f"lag {mode['label']}: max {mode['lag_max_ms']} ms, p99 {mode['lag_p99_ms']}")
             results["lag"] = {"n": n, "modes": modes}
+        # After the others: the stops leave the timers they stopped stopped.
+        _sharing(args, n, results)
     if measured:
         results["accrual"] = {"results": measured, "ratios": accrual.ratios(measured)}
     if "http" in args.suite:
@@ -256,6 +318,30 @@ def _close_connections() -> None:
             close_pool()
 
 
+def _carry_over(results: dict[str, Any], path: Path) -> None:
+    """Keep the sections of the suites this run left out from the results file already there.
+
+    Each kept section names the run it comes from, which the machine block shows.
+    """
+    if not path.exists():
+        return
+    earlier: dict[str, Any] = json.loads(path.read_text())
+    if earlier.get("vendor") != results["vendor"]:
+        return
+    origins: dict[str, Any] = {}
+    for suite in SUITES:
+        if suite in results or not earlier.get(suite):
+            continue
+        results[suite] = earlier[suite]
+        origins[suite] = (earlier.get("origins") or {}).get(suite) or {
+            "command": earlier.get("command"),
+            "finished_at": earlier.get("finished_at"),
+            "code": (earlier.get("machine") or {}).get("code"),
+        }
+    if origins:
+        results["origins"] = origins
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(arguments)
@@ -263,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes: list[int] = args.sizes or _numbers(
         POSTGRESQL_SIZES if vendor == "postgresql" else SQLITE_SIZES
     )
+    large = POSTGRESQL_LARGE if vendor == "postgresql" else SQLITE_LARGE
+    args.stops_rows = args.stops_rows or large
+    args.parallel_rows = args.parallel_rows or large
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         database = BenchDatabase.create(args.database)
@@ -291,10 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     results["options"] = {
         key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
     } | {"sizes": sizes, "database": _without_password(args.database)}
+    path = args.out / report.results_name(vendor)
+    _carry_over(results, path)
     results["targets"] = targets.evaluate(results)
     args.out.mkdir(parents=True, exist_ok=True)
     results["plots"] = report.plot(results, args.out)
-    path = args.out / report.results_name(vendor)
     path.write_text(json.dumps(results, indent=1) + "\n")
     if report.update_document(args.out / report.DOCUMENT, report.blocks(results)):
         _say(f"tables rewritten in {args.out / report.DOCUMENT}")

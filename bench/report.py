@@ -67,6 +67,14 @@ def _code(code: dict[str, Any] | None) -> str:
     return f"commit {code['commit']} with uncommitted changes to {', '.join(changed)}"
 
 
+def _origins(results: dict[str, Any]) -> list[str]:
+    return [
+        f"- Tables of the suite `{suite}` kept from an earlier run: `{origin['command']}`, "
+        f"finished {origin['finished_at']}, {_code(origin.get('code'))}"
+        for suite, origin in (results.get("origins") or {}).items()
+    ]
+
+
 def machine_block(results: dict[str, Any]) -> str:
     machine = results["machine"]
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
@@ -80,6 +88,7 @@ def machine_block(results: dict[str, Any]) -> str:
             f"- Load average (1, 5, 15 min) at start {machine['load_average_at_start']}, "
             f"at end {machine.get('load_average_at_end', '-')}",
             f"- Command: `{results['command']}`",
+            *_origins(results),
         ]
     )
 
@@ -197,6 +206,68 @@ def http_block(results: dict[str, Any]) -> str:
     )
 
 
+def stops_block(results: dict[str, Any]) -> str:
+    rows = []
+    for row in results["stops"]["modes"]:
+        seconds = f"{_number(row['seconds'])} ({_number(row['seconds_min'])}-"
+        seconds += f"{_number(row['seconds_max'])})"
+        rows.append(
+            [
+                row["label"],
+                f"{row['n']:,}",
+                seconds,
+                str(row["stops"]),
+                _number(row["p50_ms"]),
+                _number(row["p99_ms"]),
+                ", ".join(_number(value) for value in row["run_p99_ms"]),
+                _number(row["max_ms"]),
+            ]
+        )
+    return _table(
+        [
+            "accrual",
+            "running rows",
+            "accrual s (min-max)",
+            "stops",
+            "p50 ms",
+            "p99 ms",
+            "p99 ms of each run",
+            "max ms",
+        ],
+        rows,
+    )
+
+
+def parallel_block(results: dict[str, Any]) -> str:
+    rows = []
+    for row in results["parallel"]["results"]:
+        deadlocks = "-" if row["deadlocks"] is None else str(row["deadlocks"])
+        rows.append(
+            [
+                str(row["processes"]),
+                f"{row['n']:,}",
+                f"{_number(row['seconds'])} ({_number(row['seconds_min'])}-"
+                f"{_number(row['seconds_max'])})",
+                f"{row['rows']:,.0f} ({row['rows_min']:,}-{row['rows_max']:,})",
+                _number(row["work"]),
+                deadlocks,
+                str(len(row["errors"])),
+            ]
+        )
+    return _table(
+        [
+            "processes",
+            "running rows",
+            "wall s per pass (min-max)",
+            "rows moved, all processes (min-max)",
+            "rows moved / N",
+            "deadlocks (server)",
+            "errors",
+        ],
+        rows,
+    )
+
+
 def targets_block(results: dict[str, Any]) -> str:
     rows = [
         [target["name"], target["goal"], target["measured"] or "-", _met(target["met"])]
@@ -211,6 +282,8 @@ BLOCKS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ratios": ("accrual", ratios_block),
     "lag": ("lag", lag_block),
     "http": ("http", http_block),
+    "stops": ("stops", stops_block),
+    "parallel": ("parallel", parallel_block),
     "targets": ("targets", targets_block),
 }
 

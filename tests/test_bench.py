@@ -35,6 +35,8 @@ SIZES = (50, 100)
 SEED_MAX_ROWS = 60  # below the largest size: the loop's time is extrapolated there
 LAG_ROWS = 100
 LEVELS = (1, 2)
+PROCESSES = (1, 2)
+STOPS_MAX = 5
 VARIANTS = ("seed", "sync_to_async", "native", "raw")
 PROSE = "Prose around the tables stays as it is."
 
@@ -102,6 +104,14 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Pat
             "100",
             "--http-accrual-tick",
             "0.2",
+            "--stops-rows",
+            str(max(SIZES)),
+            "--stops-max",
+            str(STOPS_MAX),
+            "--parallel-rows",
+            str(max(SIZES)),
+            "--parallel-processes",
+            ",".join(map(str, PROCESSES)),
         ],
         cwd=ROOT,
         env={**os.environ, "TMPDIR": str(out)},
@@ -213,6 +223,38 @@ def test_every_stack_answers_under_load_in_both_scenarios(
 
 
 @pytest.mark.slow
+def test_stops_are_timed_during_each_kind_of_accrual(
+    smoke: tuple[dict[str, Any], Path, str],
+) -> None:
+    results, _, _ = smoke
+    modes = {row["mode"]: row for row in results["stops"]["modes"]}
+    assert set(modes) == {"single", "batched"}
+    for row in modes.values():
+        assert row["runs"] == 1
+        assert 1 <= row["stops"] <= STOPS_MAX - 1, "one untimed warm-up stop per run"
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["run_p99_ms"] == [row["p99_ms"]], "one run: its own p99 is the pooled one"
+        assert row["n"] <= max(SIZES)
+        assert all(0 <= moved <= row["n"] for moved in row["rows"])
+
+
+@pytest.mark.slow
+def test_every_number_of_processes_makes_a_full_pass(
+    smoke: tuple[dict[str, Any], Path, str],
+) -> None:
+    results, _, _ = smoke
+    found = {row["processes"]: row for row in results["parallel"]["results"]}
+    assert set(found) == set(PROCESSES)
+    for processes, row in found.items():
+        assert row["errors"] == [], processes
+        assert row["deadlocks"] == (0 if _vendor() == "postgresql" else None)
+        assert row["seconds"] > 0
+        # Every running row is moved once at least; a row may be moved again by a peer.
+        assert row["rows_min"] >= row["n"] > 0
+        assert row["rows_max"] <= processes * row["n"]
+
+
+@pytest.mark.slow
 def test_targets_are_judged_only_where_measured(smoke: tuple[dict[str, Any], Path, str]) -> None:
     results, _, _ = smoke
     verdicts = {target["name"]: target["met"] for target in results["targets"]}
@@ -220,6 +262,8 @@ def test_targets_are_judged_only_where_measured(smoke: tuple[dict[str, Any], Pat
     assert verdicts["near the floor, sync_to_async"] is None
     assert verdicts["memory flat in N"] in (True, False)
     assert verdicts["event-loop lag, native"] in (True, False)
+    assert verdicts["stop latency during an accrual"] in (True, False)
+    assert verdicts["parallel accruals"] is True
 
 
 @pytest.mark.slow
@@ -240,6 +284,51 @@ def test_the_tables_of_the_document_are_rewritten(
     assert "old" not in text
     assert report.accrual_block(results) in text
     assert report.targets_block(results) in text
+    assert "<!-- bench:" not in text.replace(f"<!-- bench:{_vendor()}:", ""), "no other vendor"
+
+
+def test_a_run_keeps_the_suites_it_left_out_from_the_results_file(tmp_path: Path) -> None:
+    from bench.main import _carry_over
+
+    earlier = {
+        "vendor": "sqlite",
+        "command": "uv run python -m bench --suite accrual,lag",
+        "finished_at": "2026-01-01T00:00:00+00:00",
+        "machine": {"code": {"commit": "abc1234", "uncommitted": []}},
+        "accrual": {"results": ["old"]},
+        "lag": {"modes": ["old"]},
+    }
+    path = tmp_path / report.results_name("sqlite")
+    path.write_text(json.dumps(earlier))
+    results: dict[str, Any] = {"vendor": "sqlite", "accrual": {"results": ["new"]}}
+    _carry_over(results, path)
+    assert results["accrual"] == {"results": ["new"]}, "what this run measured wins"
+    assert results["lag"] == {"modes": ["old"]}
+    assert results["origins"] == {
+        "lag": {
+            "command": earlier["command"],
+            "finished_at": earlier["finished_at"],
+            "code": {"commit": "abc1234", "uncommitted": []},
+        }
+    }
+    assert "kept from an earlier run" in report.machine_block(
+        results | {"machine": _MACHINE, "command": "c"}
+    )
+    other: dict[str, Any] = {"vendor": "postgresql"}
+    _carry_over(other, path)
+    assert other == {"vendor": "postgresql"}, "another database's results are not mixed in"
+
+
+_MACHINE = {
+    "date": "d",
+    "cpus": 2,
+    "memory_gib": 1,
+    "os": "Linux",
+    "database": "SQLite",
+    "python": "3.13",
+    "packages": {},
+    "load_average_at_start": [0, 0, 0],
+}
 
 
 @pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])

@@ -93,10 +93,15 @@ SELECT (SELECT count(*) FROM stopped), (SELECT count(*) FROM opened),
 # A batch: the next running timesheets in id order that no one else holds (a start or a stop
 # holding one is skipped; the next accrual takes it), locked, then moved to the target. Several
 # processes take disjoint batches and never wait for each other, so none can deadlock.
+# The UPDATE finds the locked rows by their physical address (a TID scan, no index probe per
+# row): locking a row leaves it where it is, and no one else can move it while it is locked.
+# Should the lock have followed a row to a newer version than the address read, the address no
+# longer matches and the row waits for the next accrual; no time is lost, since an accrual moves
+# a watermark from where it is.
 ACCRUE_BATCH = f"""
 WITH {CLOCK},
 batch AS MATERIALIZED (
-    SELECT id FROM {TIMESHEETS}
+    SELECT id, ctid FROM {TIMESHEETS}
     WHERE status = 'running' AND id > %(after)s
     ORDER BY id
     LIMIT %(size)s
@@ -107,8 +112,9 @@ moved AS (
     SET imputed = t.imputed
             + (LEAST(clock.now, t.running_since + %(max_run)s::interval) - t.accrued_until),
         accrued_until = LEAST(clock.now, t.running_since + %(max_run)s::interval)
-    FROM batch, clock
-    WHERE t.id = batch.id
+    FROM clock
+    WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM batch))
+      AND t.status = 'running'
       AND t.accrued_until < LEAST(clock.now, t.running_since + %(max_run)s::interval)
     RETURNING 1
 )
