@@ -1,7 +1,8 @@
-"""The timesheets HTTP API: async views over the domain's selectors and services.
+"""The timesheets HTTP API: views over the domain's selectors and services.
 
-Reads use Django's native async ORM; writes that need a transaction go through the services
-in ``sync_to_async``.
+The views are synchronous, like the authentication: django-ninja runs both in one
+``sync_to_async`` call, so all of a request's database work costs one thread hop (an async
+view would hop once per query).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -64,7 +64,7 @@ def _not_found(timesheet_id: int) -> HttpError:
     return HttpError(404, f"No timesheet with id {timesheet_id}.")
 
 
-async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads: bool) -> Timesheet:
+def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads: bool) -> Timesheet:
     """The caller's timesheet; any timesheet for staff when only reading.
 
     Another person's timesheet answers 404 exactly like a missing one, so ids reveal nothing.
@@ -75,22 +75,18 @@ async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads:
     timesheets = timesheet_read()
     if not (staff_reads and caller.is_staff):
         timesheets = timesheets.filter(owner_id=caller.pk)
-    timesheet = await timesheets.filter(pk=timesheet_id).afirst()
+    timesheet = timesheets.filter(pk=timesheet_id).first()
     if timesheet is None:
         raise _not_found(timesheet_id)
     return timesheet
 
 
-async def _write(
-    service: Callable[..., Timesheet], request: HttpRequest, timesheet_id: int
-) -> Timesheet:
+def _write(service: Callable[..., Timesheet], request: HttpRequest, timesheet_id: int) -> Timesheet:
     """Start or stop the caller's own timesheet; anyone else's answers 404 like a missing one."""
     if not 1 <= timesheet_id <= MAX_ID:
         raise _not_found(timesheet_id)
     try:
-        timesheet: Timesheet = await sync_to_async(service)(
-            timesheet_id=timesheet_id, owner_id=_caller(request).pk
-        )
+        timesheet: Timesheet = service(timesheet_id=timesheet_id, owner_id=_caller(request).pk)
     except Timesheet.DoesNotExist:
         raise _not_found(timesheet_id) from None
     return timesheet
@@ -108,7 +104,7 @@ def _make_sure_time_is_accrued() -> None:
     tags=["timesheets"],
     summary="List your timesheets, newest first",
 )
-async def list_timesheets(
+def list_timesheets(
     request: HttpRequest,
     status: Literal["running", "stopped"] | None = None,
     project: Id | None = None,
@@ -123,13 +119,13 @@ async def list_timesheets(
     if user is not None and user != caller.get_username():
         if not caller.is_staff:
             raise HttpError(403, "Only staff can list other people's timesheets.")
-        owner = await get_user_model().objects.filter(username=user).afirst()
+        owner = get_user_model().objects.filter(username=user).first()
         if owner is None:
             raise HttpError(422, f"No user named {user!r}.")
         owner_id = owner.pk
     timesheets = timesheet_list(owner_id=owner_id, status=status, project_id=project)
-    count = await timesheets.acount()
-    items = [TimesheetOut.of(timesheet) async for timesheet in timesheets[offset : offset + limit]]
+    count = timesheets.count()
+    items = [TimesheetOut.of(timesheet) for timesheet in timesheets[offset : offset + limit]]
     return TimesheetPage(items=items, count=count, limit=limit, offset=offset)
 
 
@@ -139,11 +135,11 @@ async def list_timesheets(
     tags=["timesheets"],
     summary="Create a timesheet, optionally starting it",
 )
-async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status[TimesheetOut]:
-    project = await Project.objects.filter(pk=payload.project).afirst()
+def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status[TimesheetOut]:
+    project = Project.objects.filter(pk=payload.project).first()
     if project is None:
         raise HttpError(422, f"No project with id {payload.project}.")
-    timesheet = await sync_to_async(timesheet_create)(
+    timesheet = timesheet_create(
         owner=_caller(request),
         project=project,
         description=payload.description,
@@ -160,8 +156,8 @@ async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status
     tags=["timesheets"],
     summary="Your running timesheet",
 )
-async def current_timesheet(request: HttpRequest) -> TimesheetOut:
-    timesheet = await timesheet_running_for(owner_id=_caller(request).pk).afirst()
+def current_timesheet(request: HttpRequest) -> TimesheetOut:
+    timesheet = timesheet_running_for(owner_id=_caller(request).pk).first()
     if timesheet is None:
         raise HttpError(404, "You have no running timesheet.")
     return TimesheetOut.of(timesheet)
@@ -173,8 +169,8 @@ async def current_timesheet(request: HttpRequest) -> TimesheetOut:
     tags=["timesheets"],
     summary="One timesheet",
 )
-async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=True)
+def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    timesheet = _timesheet_of(request, timesheet_id, staff_reads=True)
     return TimesheetOut.of(timesheet)
 
 
@@ -184,8 +180,8 @@ async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut
     tags=["timesheets"],
     summary="Start the timer (no change if it runs)",
 )
-async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    timesheet = await _write(timesheet_start, request, timesheet_id)
+def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    timesheet = _write(timesheet_start, request, timesheet_id)
     _make_sure_time_is_accrued()
     return TimesheetOut.of(timesheet)
 
@@ -196,8 +192,8 @@ async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetO
     tags=["timesheets"],
     summary="Stop the timer (no change if it is stopped)",
 )
-async def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    return TimesheetOut.of(await _write(timesheet_stop, request, timesheet_id))
+def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    return TimesheetOut.of(_write(timesheet_stop, request, timesheet_id))
 
 
 @router.get(
@@ -206,13 +202,11 @@ async def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOu
     tags=["projects"],
     summary="List projects",
 )
-async def list_projects(
+def list_projects(
     request: HttpRequest,
     include_inactive: QueryEx[bool, P(description="Include archived projects.")] = False,
 ) -> list[ProjectOut]:
-    return [
-        ProjectOut.of(project) async for project in project_list(include_inactive=include_inactive)
-    ]
+    return [ProjectOut.of(project) for project in project_list(include_inactive=include_inactive)]
 
 
 @router.post(
@@ -221,10 +215,10 @@ async def list_projects(
     tags=["projects"],
     summary="Create a project (staff only)",
 )
-async def create_project(request: HttpRequest, payload: ProjectIn) -> Status[ProjectOut]:
+def create_project(request: HttpRequest, payload: ProjectIn) -> Status[ProjectOut]:
     if not _caller(request).is_staff:
         raise HttpError(403, "Only staff can create projects.")
-    project = await sync_to_async(project_create)(
+    project = project_create(
         code=payload.code,
         designation=payload.designation,
         is_active=payload.is_active,
