@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from inspect import iscoroutinefunction
 from typing import Any, cast
 
+import django
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
@@ -40,6 +41,26 @@ from worker.lifespan import Receive, Scope, Send
 # Threads kept between requests; a request that finds none idle gets one of its own, ended
 # once it is answered if this many are idle by then.
 IDLE_THREADS = 32
+
+
+# What ApiHandler takes from Django's BaseHandler beyond its documented interface.
+DJANGO_INTERNALS = ("_get_response_async", "load_middleware", "handle", "send_response")
+
+
+class HandlerChanged(RuntimeError):
+    """Django's handler no longer has what the API's handler builds on."""
+
+
+def check_handler() -> None:
+    missing = [name for name in DJANGO_INTERNALS if not callable(getattr(ASGIHandler, name, None))]
+    if missing:
+        raise HandlerChanged(
+            f"Django {django.get_version()}'s ASGIHandler has no {', '.join(missing)}, which "
+            "config/api_handler.py builds on; install a release that pyproject.toml allows."
+        )
+
+
+check_handler()
 
 
 def serves(path: str) -> bool:

@@ -23,7 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections
 from django.test import Client
 
-from config.api_handler import ApiHandler, serves
+from config.api_handler import ApiHandler, HandlerChanged, check_handler, serves
 from config.asgi import application
 from timesheets.models import Project, Timesheet
 from timesheets.services import timesheet_create
@@ -310,6 +310,21 @@ class TestMiddleware:
 
     def test_the_settings_stack_is_accepted(self) -> None:
         ApiHandler()
+
+
+class TestDjangoInternals:
+    def test_this_release_has_them(self) -> None:
+        check_handler()
+
+    def test_a_release_without_them_fails_saying_what_is_missing(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from django.core.handlers.base import BaseHandler
+
+        monkeypatch.delattr(BaseHandler, "_get_response_async")
+
+        with pytest.raises(HandlerChanged, match="_get_response_async"):
+            check_handler()
 
 
 def sync_only(get_response: Any) -> Any:
