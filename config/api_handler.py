@@ -9,22 +9,16 @@ three times: for the ``request_started`` signal, for the view (django-ninja runs
 view and its authentication in one hop), and for closing the response (``request_finished``,
 which hands the database connection back).
 
-Django's handler also starts a thread for every request, and ends it after (a
-``ThreadSensitiveContext`` of its own): the API's handler keeps up to ``IDLE_THREADS`` of them
-for the next requests, as a threaded WSGI server keeps its threads.
-
 ``config.asgi`` routes ``/api/`` and the probes here, every other path to Django's full stack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from inspect import iscoroutinefunction
 from typing import Any, cast
 
 import django
-from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.asgi import ASGIHandler
@@ -36,12 +30,6 @@ from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
 from config.middleware import API_PREFIX, JSON_PATHS
-from worker.lifespan import Receive, Scope, Send
-
-# Threads kept between requests; a request that finds none idle gets one of its own, ended
-# once it is answered if this many are idle by then.
-IDLE_THREADS = 32
-
 
 # What ApiHandler takes from Django's BaseHandler beyond its documented interface.
 DJANGO_INTERNALS = ("_get_response_async", "load_middleware", "handle", "send_response")
@@ -69,35 +57,6 @@ def serves(path: str) -> bool:
 
 
 class ApiHandler(ASGIHandler):
-    # Off only where the test runner's thread must run the requests' database work.
-    keep_threads = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._idle: list[ThreadPoolExecutor] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.keep_threads:
-            await super().__call__(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        thread = (
-            self._idle.pop()
-            if self._idle
-            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="api")
-        )
-        try:
-            # Every thread-sensitive call of the request runs in this one thread, as in
-            # Django's own context, which would start a new thread.
-            async with ThreadSensitiveContext(executor=thread):
-                await self.handle(scope, receive, send)
-        finally:
-            if len(self._idle) < IDLE_THREADS:
-                self._idle.append(thread)
-            else:
-                thread.shutdown(wait=False)
-
     def load_middleware(self, is_async: bool = False) -> None:
         """Django's ``load_middleware`` for ``settings.API_MIDDLEWARE``, async only."""
         self._view_middleware: list[Any] = []

@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -105,11 +104,10 @@ async def call(
 
 
 @pytest.fixture
-def connection_kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def connection_kept() -> Iterator[None]:
     """The requests' database work runs on the test's thread and in its transaction, which
     ``close_old_connections`` would close; Django's test client disconnects it the same way.
     The signals' hops are still made: their other receivers still run in a thread."""
-    monkeypatch.setattr(ApiHandler, "keep_threads", False)
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     yield
@@ -189,34 +187,6 @@ class TestHops:
 
         assert answer.status == 200, answer.body
         assert len(hops) <= MAX_HOPS, hops
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_requests_run_in_a_kept_thread(
-    alice: User, project: Project, token_for: Callable[[User], str]
-) -> None:
-    token = await sync_to_async(token_for)(alice)
-    timesheet = await sync_to_async(new_timesheet)(alice, project)
-    auth = {"authorization": f"Bearer {token}"}
-    threads: list[int] = []
-
-    def record(**kwargs: Any) -> None:
-        threads.append(threading.get_ident())
-
-    signals.request_started.connect(record)
-    try:
-        answers = [
-            await call(method, f"/api/timesheets/{timesheet.pk}{action}", headers=auth)
-            for method, action in [("GET", ""), ("POST", "/start"), ("POST", "/stop")]
-        ]
-    finally:
-        signals.request_started.disconnect(record)
-
-    assert [a.status for a in answers] == [200, 200, 200], answers[-1].body
-    assert [a.json()["status"] for a in answers] == ["stopped", "running", "stopped"]
-    assert len(threads) == 3
-    assert len(set(threads)) == 1, "each request started a thread of its own"
-    assert threads[0] != threading.get_ident()
 
 
 class TestSameAnswers:
