@@ -1,4 +1,8 @@
-"""ASGI entry point: Django, with the periodic jobs run by the ASGI lifespan."""
+"""ASGI entry point: Django, with the periodic jobs run by the ASGI lifespan.
+
+The API and the probes are served by ``ApiHandler`` (config/api_handler.py), whose middleware
+never hops to a thread; the admin and the pages by Django's full stack.
+"""
 
 import os
 
@@ -9,6 +13,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
 from events.asgi import cuttable_streams  # noqa: E402
-from worker.lifespan import with_worker  # noqa: E402  (Django must be set up first)
+from config.api_handler import ApiHandler, serves  # noqa: E402  (Django must be set up first)
+from worker.lifespan import Receive, Scope, Send, with_worker  # noqa: E402
 
-application = with_worker(cuttable_streams(django_application))
+api_application = ApiHandler()
+
+
+async def route(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "http" and serves(scope["path"].removeprefix(scope.get("root_path", ""))):
+        await api_application(scope, receive, send)
+    else:
+        await django_application(scope, receive, send)
+
+
+application = with_worker(cuttable_streams(route))

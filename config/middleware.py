@@ -11,9 +11,14 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
-from django.utils.decorators import sync_and_async_middleware
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.utils.decorators import async_only_middleware, sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
 from prometheus_client import Counter
 
@@ -176,3 +181,48 @@ class DatabaseProblemsMiddleware(MiddlewareMixin):
         )
         response["Retry-After"] = "5"
         return response
+
+
+# Django's middlewares that only compute (headers, redirects, the CSRF cookie): under ASGI a
+# MiddlewareMixin hops to a thread for each of its hooks, so the API's stack calls them inline.
+# CsrfViewMiddleware is here for its cookie (set when a page asks for a token, the docs page
+# does) and the secret it reads; django-ninja checks the token itself, for session auth only.
+INLINE_MIDDLEWARE: tuple[type[MiddlewareMixin], ...] = (
+    SecurityMiddleware,
+    CommonMiddleware,
+    CsrfViewMiddleware,
+    XFrameOptionsMiddleware,
+)
+
+
+@async_only_middleware
+def django_hooks_middleware(get_response: GetResponse) -> GetResponse:
+    """Django's own ``INLINE_MIDDLEWARE``, in that order, without a thread hop: each one's
+    ``process_request`` on the way in (a response stops the way in, as in Django's chain),
+    each ``process_response`` of those reached on the way out."""
+    if settings.CSRF_USE_SESSIONS:
+        raise ImproperlyConfigured(
+            "The API's middleware has no sessions, so CSRF_USE_SESSIONS cannot be used."
+        )
+    hooks = [middleware(get_response) for middleware in INLINE_MIDDLEWARE]
+
+    async def middleware(request: HttpRequest) -> HttpResponseBase:
+        reached = 0
+        response: HttpResponseBase | None = None
+        for hook in hooks:
+            reached += 1
+            process_request = getattr(hook, "process_request", None)
+            if process_request is not None:
+                response = process_request(request)
+                if response is not None:
+                    break
+        if response is None:
+            response = await get_response(request)
+        for hook in reversed(hooks[:reached]):
+            process_response = getattr(hook, "process_response", None)
+            if process_response is not None:
+                response = process_response(request, response)
+        assert response is not None
+        return response
+
+    return middleware

@@ -86,6 +86,14 @@ MIDDLEWARE = [
     "config.middleware.api_errors_middleware",
     "config.middleware.DatabaseProblemsMiddleware",
 ]
+# The API's and the probes' stack (config/api_handler.py): async-capable middleware only, so
+# that no request hops to a thread for it. The API authenticates by itself (timesheets/auth.py).
+API_MIDDLEWARE = [
+    "config.middleware.request_log_middleware",
+    "config.middleware.django_hooks_middleware",
+    "config.middleware.api_errors_middleware",
+    "config.middleware.DatabaseProblemsMiddleware",
+]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

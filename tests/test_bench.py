@@ -424,3 +424,59 @@ def test_the_stream_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert 0 < row["fanout_p50_ms"] <= row["fanout_p99_ms"] <= row["to_last_max_ms"]
     assert results["command"].startswith("uv run python -m bench.stream --database ")
     assert "| 5 | " in completed.stdout
+
+
+def test_the_instructions_section_stays_the_documents_last(tmp_path: Path) -> None:
+    from bench import instructions
+
+    document = tmp_path / "benchmarks.md"
+    document.write_text("# Benchmarks\n\nEarlier sections.\n")
+
+    instructions.write_section(document, f"{instructions.SECTION}\n\nfirst run\n")
+    with document.open("a") as prose:
+        prose.write("What the numbers mean.\n")
+    instructions.write_section(document, f"{instructions.SECTION}\n\nsecond run\n")
+
+    text = document.read_text()
+    assert text.startswith("# Benchmarks\n\nEarlier sections.\n\n")
+    assert text.count(instructions.SECTION) == 1
+    assert "first run" not in text
+    assert text.endswith(f"second run\n{instructions.END_MARK}\nWhat the numbers mean.\n")
+
+
+def test_the_instructions_are_read_from_callgrinds_last_dump(tmp_path: Path) -> None:
+    from bench import instructions
+
+    for number, total in [(1, 500), (2, 1234), (10, 98765)]:
+        (tmp_path / f"callgrind.asgi.42.{number}").write_text(
+            f"version: 1\ncmd: python\nevents: Ir\nsummary: {total}\n"
+        )
+
+    assert instructions._dumped_instructions(tmp_path, "asgi", 42) == 98765
+
+
+def test_the_instructions_section_gives_each_stacks_ratio_to_gunicorn() -> None:
+    from bench import instructions
+
+    stacks = [
+        {"stack": "asgi", "requests": 100, "instructions_per_request": 900},
+        {"stack": "wsgi", "requests": 100, "instructions_per_request": 1000},
+        {"stack": "floor", "requests": 100, "instructions_per_request": 300},
+    ]
+    section = instructions._section(
+        {
+            "stacks": stacks,
+            "finished_at": "2026-01-05T09:00:00+00:00",
+            "vendor": "sqlite",
+            "cycles": 25,
+            "warmup": 10,
+            "command": "uv run python -m bench.instructions",
+            "machine": {"cpu_model": "cpu", "cpus": 2, "python": "3.13"},
+            "valgrind": "valgrind-3",
+        }
+    )
+
+    assert "| 900 | 0.90x |" in section
+    assert "| 1,000 | 1.00x |" in section
+    assert "| 300 | 0.30x |" in section
+    assert "600 instructions per request above the floor (3.0x)" in section

@@ -1,7 +1,8 @@
-"""The timesheets HTTP API: async views over the domain's selectors and services.
+"""The timesheets HTTP API: views over the domain's selectors and services.
 
-Reads use Django's native async ORM; writes that need a transaction go through the services
-in ``sync_to_async``.
+The views are synchronous, like the authentication: django-ninja runs both in one
+``sync_to_async`` call, so all of a request's database work costs one thread hop (an async
+view would hop once per query).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -18,7 +18,7 @@ from ninja import P, QueryEx, Router, Status
 from ninja.errors import HttpError
 
 from timesheets.models import Project, Segment, Timesheet
-from timesheets.permissions import ADD_PROJECT, CHANGE_TIMESHEET, aheld, amay, amay_read_others
+from timesheets.permissions import ADD_PROJECT, CHANGE_TIMESHEET, held, may, may_read_others
 from timesheets.schemas import (
     MAX_ID,
     ErrorOut,
@@ -73,7 +73,7 @@ def _not_found(timesheet_id: int) -> HttpError:
     return HttpError(404, f"No timesheet with id {timesheet_id}.")
 
 
-async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads: bool) -> Timesheet:
+def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads: bool) -> Timesheet:
     """The caller's timesheet; any timesheet, when only reading, for holders of view_timesheet.
 
     Another person's timesheet answers 404 exactly like a missing one, so ids reveal nothing.
@@ -81,25 +81,21 @@ async def _timesheet_of(request: HttpRequest, timesheet_id: int, *, staff_reads:
     if not 1 <= timesheet_id <= MAX_ID:
         raise _not_found(timesheet_id)
     caller = _caller(request)
-    timesheet = await timesheet_read().filter(pk=timesheet_id).afirst()
+    timesheet = timesheet_read().filter(pk=timesheet_id).first()
     if timesheet is None:
         raise _not_found(timesheet_id)
     # Permissions are read only for someone else's: the owner's own reads cost no query more.
-    if timesheet.owner_id != caller.pk and not (staff_reads and await amay_read_others(caller)):
+    if timesheet.owner_id != caller.pk and not (staff_reads and may_read_others(caller)):
         raise _not_found(timesheet_id)
     return timesheet
 
 
-async def _write(
-    service: Callable[..., Timesheet], request: HttpRequest, timesheet_id: int
-) -> Timesheet:
+def _write(service: Callable[..., Timesheet], request: HttpRequest, timesheet_id: int) -> Timesheet:
     """Start or stop the caller's own timesheet; anyone else's answers 404 like a missing one."""
     if not 1 <= timesheet_id <= MAX_ID:
         raise _not_found(timesheet_id)
     try:
-        timesheet: Timesheet = await sync_to_async(service)(
-            timesheet_id=timesheet_id, owner_id=_caller(request).pk
-        )
+        timesheet: Timesheet = service(timesheet_id=timesheet_id, owner_id=_caller(request).pk)
     except Timesheet.DoesNotExist:
         raise _not_found(timesheet_id) from None
     return timesheet
@@ -117,7 +113,7 @@ def _make_sure_time_is_accrued() -> None:
     tags=["timesheets"],
     summary="List your timesheets, newest first",
 )
-async def list_timesheets(
+def list_timesheets(
     request: HttpRequest,
     status: Literal["running", "stopped"] | None = None,
     project: Id | None = None,
@@ -131,17 +127,17 @@ async def list_timesheets(
     caller = _caller(request)
     owner_id = caller.pk
     if user is not None and user != caller.get_username():
-        if not await amay_read_others(caller):
+        if not may_read_others(caller):
             raise HttpError(
                 403, "Listing other people's timesheets needs the view_timesheet permission."
             )
-        owner = await get_user_model().objects.filter(username=user).afirst()
+        owner = get_user_model().objects.filter(username=user).first()
         if owner is None:
             raise HttpError(422, f"No user named {user!r}.")
         owner_id = owner.pk
     timesheets = timesheet_list(owner_id=owner_id, status=status, project_id=project)
-    count = await timesheets.acount()
-    items = [TimesheetOut.of(timesheet) async for timesheet in timesheets[offset : offset + limit]]
+    count = timesheets.count()
+    items = [TimesheetOut.of(timesheet) for timesheet in timesheets[offset : offset + limit]]
     return TimesheetPage(items=items, count=count, limit=limit, offset=offset)
 
 
@@ -151,11 +147,11 @@ async def list_timesheets(
     tags=["timesheets"],
     summary="Create a timesheet, optionally starting it",
 )
-async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status[TimesheetOut]:
-    project = await Project.objects.filter(pk=payload.project).afirst()
+def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status[TimesheetOut]:
+    project = Project.objects.filter(pk=payload.project).first()
     if project is None:
         raise HttpError(422, f"No project with id {payload.project}.")
-    timesheet = await sync_to_async(timesheet_create)(
+    timesheet = timesheet_create(
         owner=_caller(request),
         project=project,
         description=payload.description,
@@ -172,8 +168,8 @@ async def create_timesheet(request: HttpRequest, payload: TimesheetIn) -> Status
     tags=["timesheets"],
     summary="Your running timesheet",
 )
-async def current_timesheet(request: HttpRequest) -> TimesheetOut:
-    timesheet = await timesheet_running_for(owner_id=_caller(request).pk).afirst()
+def current_timesheet(request: HttpRequest) -> TimesheetOut:
+    timesheet = timesheet_running_for(owner_id=_caller(request).pk).first()
     if timesheet is None:
         raise HttpError(404, "You have no running timesheet.")
     return TimesheetOut.of(timesheet)
@@ -185,8 +181,8 @@ async def current_timesheet(request: HttpRequest) -> TimesheetOut:
     tags=["timesheets"],
     summary="One timesheet",
 )
-async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=True)
+def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    timesheet = _timesheet_of(request, timesheet_id, staff_reads=True)
     return TimesheetOut.of(timesheet)
 
 
@@ -196,8 +192,8 @@ async def get_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut
     tags=["timesheets"],
     summary="Start the timer (no change if it runs)",
 )
-async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    timesheet = await _write(timesheet_start, request, timesheet_id)
+def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    timesheet = _write(timesheet_start, request, timesheet_id)
     _make_sure_time_is_accrued()
     return TimesheetOut.of(timesheet)
 
@@ -208,8 +204,8 @@ async def start_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetO
     tags=["timesheets"],
     summary="Stop the timer (no change if it is stopped)",
 )
-async def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
-    return TimesheetOut.of(await _write(timesheet_stop, request, timesheet_id))
+def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOut:
+    return TimesheetOut.of(_write(timesheet_stop, request, timesheet_id))
 
 
 @router.get(
@@ -218,13 +214,11 @@ async def stop_timesheet(request: HttpRequest, timesheet_id: int) -> TimesheetOu
     tags=["projects"],
     summary="List projects",
 )
-async def list_projects(
+def list_projects(
     request: HttpRequest,
     include_inactive: QueryEx[bool, P(description="Include archived projects.")] = False,
 ) -> list[ProjectOut]:
-    return [
-        ProjectOut.of(project) async for project in project_list(include_inactive=include_inactive)
-    ]
+    return [ProjectOut.of(project) for project in project_list(include_inactive=include_inactive)]
 
 
 @router.post(
@@ -233,10 +227,10 @@ async def list_projects(
     tags=["projects"],
     summary="Create a project (needs timesheets.add_project)",
 )
-async def create_project(request: HttpRequest, payload: ProjectIn) -> Status[ProjectOut]:
-    if not await amay(_caller(request), ADD_PROJECT):
+def create_project(request: HttpRequest, payload: ProjectIn) -> Status[ProjectOut]:
+    if not may(_caller(request), ADD_PROJECT):
         raise HttpError(403, "Creating projects needs the add_project permission.")
-    project = await sync_to_async(project_create)(
+    project = project_create(
         code=payload.code,
         designation=payload.designation,
         is_active=payload.is_active,
@@ -256,10 +250,10 @@ def _no_run(segment_id: int) -> HttpError:
     return HttpError(404, f"No run with id {segment_id}.")
 
 
-async def _corrected_owner(request: HttpRequest) -> int | None:
+def _corrected_owner(request: HttpRequest) -> int | None:
     """Whose runs the caller may correct: their own, or anyone's (None)."""
     caller = _caller(request)
-    return None if await amay(caller, CHANGE_TIMESHEET) else caller.pk
+    return None if may(caller, CHANGE_TIMESHEET) else caller.pk
 
 
 @router.get(
@@ -268,10 +262,10 @@ async def _corrected_owner(request: HttpRequest) -> int | None:
     tags=["segments"],
     summary="A timesheet's runs, in time order",
 )
-async def list_segments(request: HttpRequest, timesheet_id: int) -> list[SegmentOut]:
-    timesheet = await _timesheet_of(request, timesheet_id, staff_reads=True)
+def list_segments(request: HttpRequest, timesheet_id: int) -> list[SegmentOut]:
+    timesheet = _timesheet_of(request, timesheet_id, staff_reads=True)
     runs = Segment.objects.filter(timesheet_id=timesheet.pk).order_by("started_at", "pk")
-    return [SegmentOut.of(run) async for run in runs]
+    return [SegmentOut.of(run) for run in runs]
 
 
 @router.post(
@@ -280,18 +274,16 @@ async def list_segments(request: HttpRequest, timesheet_id: int) -> list[Segment
     tags=["segments"],
     summary="Add a finished run to a timesheet",
 )
-async def add_segment(
-    request: HttpRequest, timesheet_id: int, payload: SegmentIn
-) -> Status[SegmentOut]:
+def add_segment(request: HttpRequest, timesheet_id: int, payload: SegmentIn) -> Status[SegmentOut]:
     if not 1 <= timesheet_id <= MAX_ID:
         raise _not_found(timesheet_id)
     try:
-        segment = await sync_to_async(segment_add)(
+        segment = segment_add(
             timesheet_id=timesheet_id,
             started_at=payload.started_at,
             ended_at=payload.ended_at,
             actor=_caller(request),
-            owner_id=await _corrected_owner(request),
+            owner_id=_corrected_owner(request),
         )
     except Timesheet.DoesNotExist:
         raise _not_found(timesheet_id) from None
@@ -304,26 +296,24 @@ async def add_segment(
     tags=["segments"],
     summary="Move a run's start or end",
 )
-async def change_segment(
-    request: HttpRequest, segment_id: int, payload: SegmentPatch
-) -> SegmentOut:
+def change_segment(request: HttpRequest, segment_id: int, payload: SegmentPatch) -> SegmentOut:
     if not 1 <= segment_id <= MAX_ID:
         raise _no_run(segment_id)
     if not payload.model_fields_set:
         raise HttpError(422, "Give started_at, ended_at or both: there is nothing to change.")
-    owner_id = await _corrected_owner(request)
+    owner_id = _corrected_owner(request)
     if "ended_at" in payload.model_fields_set and payload.ended_at is None:
         # null keeps a run in progress open; a finished run cannot be reopened.
         runs = Segment.objects.filter(pk=segment_id)
         if owner_id is not None:
             runs = runs.filter(owner_id=owner_id)
-        ended_at = await runs.values_list("ended_at", flat=True).afirst()
+        ended_at = runs.values_list("ended_at", flat=True).first()
         if ended_at is not None:
             raise HttpError(
                 422, "A finished run cannot be reopened: ended_at may be null only while it runs."
             )
     try:
-        segment = await sync_to_async(segment_change)(
+        segment = segment_change(
             segment_id=segment_id,
             started_at=payload.started_at,
             ended_at=payload.ended_at,
@@ -341,14 +331,14 @@ async def change_segment(
     tags=["segments"],
     summary="Delete a finished run",
 )
-async def delete_segment(request: HttpRequest, segment_id: int) -> Status[None]:
+def delete_segment(request: HttpRequest, segment_id: int) -> Status[None]:
     if not 1 <= segment_id <= MAX_ID:
         raise _no_run(segment_id)
     try:
-        await sync_to_async(segment_delete)(
+        segment_delete(
             segment_id=segment_id,
             actor=_caller(request),
-            owner_id=await _corrected_owner(request),
+            owner_id=_corrected_owner(request),
         )
     except Segment.DoesNotExist:
         raise _no_run(segment_id) from None
@@ -356,13 +346,13 @@ async def delete_segment(request: HttpRequest, segment_id: int) -> Status[None]:
 
 
 @router.get("/me", response={200: MeOut, **ERRORS}, tags=["me"], summary="Who you are")
-async def me(request: HttpRequest) -> MeOut:
+def me(request: HttpRequest) -> MeOut:
     caller = _caller(request)
-    zone = await sync_to_async(user_time_zone)(caller)
+    zone = user_time_zone(caller)
     return MeOut(
         id=caller.pk,
         username=caller.get_username(),
         time_zone=zone.key,
         is_staff=caller.is_staff,
-        permissions=await aheld(caller),
+        permissions=held(caller),
     )

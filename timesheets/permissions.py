@@ -22,16 +22,17 @@ async def amay(user: User | AnonymousUser, permission: str) -> bool:
     return bool(user.is_active and await user.ahas_perm(permission))
 
 
-async def amay_read_others(user: User | AnonymousUser) -> bool:
-    """Whether the person may read anyone's timesheets: as in the admin, the permission to
-    change them includes the permission to view them."""
-    return await amay(user, VIEW_TIMESHEET) or await amay(user, CHANGE_TIMESHEET)
+def may(user: User | AnonymousUser, permission: str) -> bool:
+    """Whether the person holds the permission, from synchronous code (the API's views)."""
+    return bool(user.is_active and user.has_perm(permission))
 
 
 def may_read_others(user: User | AnonymousUser) -> bool:
-    return user.is_active and (user.has_perm(VIEW_TIMESHEET) or user.has_perm(CHANGE_TIMESHEET))
+    """Whether the person may read anyone's timesheets: as in the admin, the permission to
+    change them includes the permission to view them."""
+    return may(user, VIEW_TIMESHEET) or may(user, CHANGE_TIMESHEET)
 
 
-async def aheld(user: User | AnonymousUser) -> list[str]:
+def held(user: User | AnonymousUser) -> list[str]:
     """The API's permissions the person holds."""
-    return [permission for permission in API_PERMISSIONS if await amay(user, permission)]
+    return [permission for permission in API_PERMISSIONS if may(user, permission)]

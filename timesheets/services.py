@@ -597,6 +597,13 @@ def profile_set_time_zone(*, user: User, time_zone: str) -> Profile:
     return profile
 
 
+def api_token_mark_used(*, token: ApiToken, now: datetime) -> None:
+    """``api_token_amark_used`` for synchronous callers."""
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
 # --- Internals ----------------------------------------------------------------------------
 
 

@@ -2,8 +2,8 @@
 
 Where it runs depends on who asks:
 
-- on the serving event loop, when the ASGI server's loop asks (lifespan startup, or an async
-  view served by uvicorn): the loop lives as long as the process;
+- on the serving event loop, when the ASGI server's loop asks (lifespan startup, or a view
+  served by uvicorn, sync views included): the loop lives as long as the process;
 - on an event loop of its own in a daemon thread otherwise (a WSGI server or ``runserver``, where
   an async view runs in a one-off loop that is closed, cancelling its tasks, after the
   response).
@@ -84,6 +84,15 @@ def current() -> Runner | None:
 def ensure_running() -> Runner:
     """Start this process's runner unless it runs already; return it. Thread-safe."""
     global _hosted  # noqa: PLW0603
+    serving = _serving_loop
+    if serving is not None and serving.is_running() and not _runs_on(serving):
+        with _lock:
+            if _hosted is not None and _hosted.alive() and not _hosted.runner.stopping:
+                return _hosted.runner
+        # A synchronous view served by the ASGI server runs in a worker thread: the runner
+        # belongs on the server's loop all the same. Asked without holding the lock, which
+        # the loop takes to start it.
+        return asyncio.run_coroutine_threadsafe(_ensure_running_on_loop(), serving).result()
     with _lock:
         if _hosted is not None and _hosted.alive() and not _hosted.runner.stopping:
             return _hosted.runner
@@ -102,6 +111,17 @@ def ensure_running() -> Runner:
             _hosted = _host_in_thread(runner)
         logger.info("runner_hosted", mode=_hosted.mode)
         return runner
+
+
+def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _ensure_running_on_loop() -> Runner:
+    return ensure_running()
 
 
 async def aensure_running() -> Runner:

@@ -94,6 +94,23 @@ async def test_on_the_serving_loop_the_runner_is_one_strongly_held_task(probe: P
     assert process.current() is None
 
 
+async def test_a_sync_view_in_a_worker_thread_starts_it_on_the_serving_loop(
+    probe: Probe,
+) -> None:
+    process.mark_serving_loop(asyncio.get_running_loop())
+
+    # Where the API's synchronous views run under uvicorn: a thread beside the serving loop.
+    runner = await sync_to_async(process.ensure_running, thread_sensitive=False)()
+    again = await sync_to_async(process.ensure_running, thread_sensitive=False)()
+    await await_until(lambda: probe.runs >= 2)
+
+    assert again is runner
+    assert process.status()["mode"] == "serving_loop"
+    names = [task.get_name() for task in asyncio.all_tasks()]
+    assert names.count("worker-runner") == 1
+    await process.astop()
+
+
 async def test_a_runner_started_inside_a_request_inherits_nothing_from_it(
     probe: Probe, caplog: pytest.LogCaptureFixture
 ) -> None:
