@@ -12,8 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
-from events.asgi import cuttable_streams  # noqa: E402
 from config.api_handler import ApiHandler, serves  # noqa: E402  (Django must be set up first)
+from events.asgi import cuttable_streams  # noqa: E402
 from worker.lifespan import Receive, Scope, Send, with_worker  # noqa: E402
 
 api_application = ApiHandler()
