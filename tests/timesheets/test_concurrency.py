@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,12 +11,15 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from tests.conftest import T0, at
 from tests.invariants import assert_invariants
+from timesheets.exceptions import SegmentOverlap
 from timesheets.models import Project, Segment, Timesheet
 from timesheets.services import (
+    segment_add,
     timesheet_accrue_running,
     timesheet_create,
     timesheet_start,
@@ -178,3 +182,76 @@ def test_the_accrual_skips_a_row_another_transaction_holds(
 
     assert timesheet_accrue_running() == 2, "the next accrual takes it"
     assert_invariants(now=timezone.now())
+
+
+def waiting_for_a_lock() -> bool:
+    """Whether another session of the test database waits for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        (waiting,) = cursor.fetchone()
+    return bool(waiting)
+
+
+@pytest.mark.postgresql
+def test_a_correction_waits_for_a_start_of_the_same_person_and_sees_its_run(
+    alice: User, project: Project
+) -> None:
+    """A correction locks the person first, as a start does: a run added while another entry of
+    theirs starts is checked against the new run once it has committed, and refused by name,
+    instead of failing on the database's constraint or slipping in before it."""
+    corrected, starting = (
+        timesheet_create(owner=alice, project=project, description=name, now=T0)
+        for name in ("corrected", "starting")
+    )
+    started, release = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def start() -> None:
+        try:
+            with transaction.atomic():
+                timesheet_start(timesheet_id=starting.pk, now=at(100))
+                started.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    def correct() -> None:
+        try:
+            outcome.append(
+                segment_add(
+                    timesheet_id=corrected.pk,
+                    started_at=at(50),
+                    ended_at=at(150),
+                    actor=alice,
+                    now=at(200),
+                )
+            )
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    try:
+        assert started.wait(timeout=60)
+        corrector = threading.Thread(target=correct)
+        corrector.start()
+        # The start still holds its transaction open: the correction must queue behind it.
+        for _ in range(1200):
+            if waiting_for_a_lock() or not corrector.is_alive():
+                break
+            time.sleep(0.05)
+    finally:
+        release.set()
+        starter.join()
+    corrector.join()
+
+    (refused,) = outcome
+    assert isinstance(refused, SegmentOverlap), refused
+    assert refused.timesheet_id == starting.pk
+    assert not Segment.objects.filter(timesheet=corrected).exists()
+    assert_invariants(now=at(200))
