@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -255,3 +256,39 @@ def test_a_correction_waits_for_a_start_of_the_same_person_and_sees_its_run(
     assert refused.timesheet_id == starting.pk
     assert not Segment.objects.filter(timesheet=corrected).exists()
     assert_invariants(now=at(200))
+
+
+@pytest.mark.postgresql
+def test_a_stop_waits_for_a_transaction_holding_its_row_instead_of_missing_it(
+    alice: User, project: Project
+) -> None:
+    import psycopg
+
+    from tests import processes
+
+    timesheet = timesheet_create(owner=alice, project=project, description="", now=T0)
+    timesheet_start(timesheet_id=timesheet.pk, now=at(10))
+    outcome: list[object] = []
+
+    def stop() -> None:
+        try:
+            outcome.append(timesheet_stop(timesheet_id=timesheet.pk, now=at(40)))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    with psycopg.connect(processes.test_database_url()) as other:
+        other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [timesheet.pk])
+        stopper = threading.Thread(target=stop)
+        stopper.start()
+        for _ in range(1200):
+            if waiting_for_a_lock() or not stopper.is_alive():
+                break
+            time.sleep(0.05)
+        other.rollback()
+    stopper.join()
+
+    (stopped,) = outcome
+    assert isinstance(stopped, Timesheet), stopped
+    assert (stopped.status, stopped.imputed) == (Timesheet.Status.STOPPED, timedelta(seconds=30))

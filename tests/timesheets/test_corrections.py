@@ -102,6 +102,14 @@ class TestAdd:
         assert not Correction.objects.exists()
         assert fresh(timesheet).imputed == timedelta(0)
 
+    def test_a_run_may_end_now(self, alice: User, project: Project) -> None:
+        timesheet = entry(alice, project)
+
+        run = add(timesheet, 9990, 10_000, alice)
+
+        assert run.ended_at == NOW
+        assert fresh(timesheet).imputed == timedelta(seconds=10)
+
     def test_a_time_without_a_time_zone_is_refused(self, alice: User, project: Project) -> None:
         with pytest.raises(CorrectionRefused, match="time zone"):
             segment_add(

@@ -120,6 +120,20 @@ class TestStart:
         assert {fresh(middle).slot, fresh(newest).slot} == {1, 2}
         assert_invariants(now=at(30), max_running_per_user=2)
 
+    def test_a_new_run_takes_the_lowest_free_slot(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_PER_USER = 3
+        first = new(alice, project, start_at=0)
+        second = new(alice, project, start_at=10)
+        timesheet_stop(timesheet_id=first.pk, now=at(20))
+
+        third = new(alice, project, start_at=30)
+
+        assert (second.slot, third.slot) == (2, 1)
+        assert [fresh(t).slot for t in (first, second, third)] == [None, 2, 1]
+        assert_invariants(now=at(30), max_running_per_user=3)
+
     def test_no_limit_lets_everything_run(
         self, alice: Any, project: Project, settings: Any
     ) -> None:
