@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import pytest
@@ -119,6 +119,29 @@ class TestAdd:
                 actor=alice,
                 now=NOW,
             )
+
+    def test_a_time_zone_without_an_offset_is_refused(self, alice: User, project: Project) -> None:
+        class Unknown(tzinfo):
+            """A time zone that does not know its offset: its times are naive."""
+
+            def utcoffset(self, dt: datetime | None) -> timedelta | None:
+                return None
+
+            def dst(self, dt: datetime | None) -> timedelta | None:
+                return None
+
+            def tzname(self, dt: datetime | None) -> str | None:
+                return None
+
+        with pytest.raises(CorrectionRefused, match="time zone"):
+            segment_add(
+                timesheet_id=entry(alice, project).pk,
+                started_at=at(0),
+                ended_at=datetime(2026, 1, 5, 9, 1, tzinfo=Unknown()),
+                actor=alice,
+                now=NOW,
+            )
+        assert not Segment.objects.exists()
 
     @pytest.mark.parametrize(("start", "end"), [(90, 110), (100, 200), (50, 101), (199, 300)])
     def test_a_run_overlapping_another_of_the_entry_is_refused_naming_it(
