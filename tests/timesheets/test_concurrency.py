@@ -20,6 +20,8 @@ from tests.invariants import assert_invariants
 from timesheets.exceptions import SegmentOverlap
 from timesheets.models import Project, Segment, Timesheet
 from timesheets.services import (
+    IssuedToken,
+    api_token_create,
     segment_add,
     timesheet_accrue_running,
     timesheet_create,
@@ -292,3 +294,64 @@ def test_a_stop_waits_for_a_transaction_holding_its_row_instead_of_missing_it(
     (stopped,) = outcome
     assert isinstance(stopped, Timesheet), stopped
     assert (stopped.status, stopped.imputed) == (Timesheet.Status.STOPPED, timedelta(seconds=30))
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("holder", ["start", "correction"])
+def test_a_start_or_a_correction_holding_a_person_lets_rows_referring_to_them_through(
+    alice: User, project: Project, holder: str
+) -> None:
+    """The person's row is locked against other starts and corrections only (FOR NO KEY
+    UPDATE): a row that merely refers to the person, such as a new API token, need not wait."""
+    held = timesheet_create(owner=alice, project=project, description="held", now=T0)
+    holding, release = threading.Event(), threading.Event()
+    created: list[object] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                if holder == "start":
+                    timesheet_start(timesheet_id=held.pk, now=at(100))
+                else:
+                    segment_add(
+                        timesheet_id=held.pk,
+                        started_at=at(0),
+                        ended_at=at(50),
+                        actor=alice,
+                        now=at(100),
+                    )
+                holding.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    def create() -> None:
+        try:
+            created.append(api_token_create(user=alice, name="new", expires_at=None, now=at(101)))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            created.append(error)
+        finally:
+            connection.close()
+
+    holder_thread = threading.Thread(target=hold)
+    holder_thread.start()
+    try:
+        assert holding.wait(timeout=60)
+        creator = threading.Thread(target=create)
+        creator.start()
+        waited = False
+        for _ in range(1200):
+            if not creator.is_alive():
+                break
+            if waiting_for_a_lock():
+                waited = True
+                break
+            time.sleep(0.05)
+    finally:
+        release.set()
+        holder_thread.join()
+    creator.join()
+
+    assert not waited, "the new token waited for the person's lock"
+    (issued,) = created
+    assert isinstance(issued, IssuedToken), issued
