@@ -27,6 +27,7 @@ from timesheets.services import (
     timesheet_create,
     timesheet_start,
     timesheet_stop,
+    timesheet_stop_forgotten,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("settings_limits")]
@@ -355,3 +356,31 @@ def test_a_start_or_a_correction_holding_a_person_lets_rows_referring_to_them_th
     assert not waited, "the new token waited for the person's lock"
     (issued,) = created
     assert isinstance(issued, IssuedToken), issued
+
+
+@pytest.mark.postgresql
+def test_the_forgotten_run_job_skips_a_row_another_transaction_holds(
+    make_user: Callable[[str], User], project: Project, settings: Any
+) -> None:
+    import psycopg
+
+    from tests import processes
+
+    settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+    held, free = (
+        timesheet_create(owner=make_user(name), project=project, description="", now=T0)
+        for name in ("held", "free")
+    )
+    for timesheet in (held, free):
+        timesheet_start(timesheet_id=timesheet.pk, now=at(0))
+    with psycopg.connect(processes.test_database_url()) as other:
+        other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [held.pk])
+
+        # Had it waited for the row, the job's lock timeout would have raised.
+        assert timesheet_stop_forgotten(now=at(7200)) == 1
+        assert Timesheet.objects.get(pk=held.pk).status == Timesheet.Status.RUNNING
+        assert Timesheet.objects.get(pk=free.pk).status == Timesheet.Status.STOPPED
+        other.rollback()
+
+    assert timesheet_stop_forgotten(now=at(7200)) == 1, "the next run takes it"
+    assert_invariants(now=at(7200))
