@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from config.env import VARIABLES
+from timesheets.services import JOB_LOCK_TIMEOUT, JOB_STATEMENT_TIMEOUT
 from worker.runner import STOP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +50,10 @@ def test_ci_runs_the_readme_test_command_on_both_databases() -> None:
 
 def test_the_stop_grace_is_the_runner_s() -> None:
     assert f"a run in progress gets up to {STOP_TIMEOUT:g} s to finish" in " ".join(README.split())
+
+
+def test_the_job_timeouts_are_the_services() -> None:
+    assert (
+        f"Every statement of a job gives up after {JOB_LOCK_TIMEOUT:g} s waiting for a lock "
+        f"and {JOB_STATEMENT_TIMEOUT:g} s in all (on SQLite: {JOB_STATEMENT_TIMEOUT:g} s waiting"
+    ) in " ".join(README.split())

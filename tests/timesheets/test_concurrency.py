@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from tests.conftest import T0, at
 from tests.invariants import assert_invariants
 from tests.processes import timesheets_locked
 from timesheets import services
-from timesheets.exceptions import DatabaseBusy
+from timesheets.exceptions import DatabaseBusy, SegmentOverlap
 from timesheets.jobs import accrue_running_timesheets
 from timesheets.models import Project, Segment, Timesheet
 from timesheets.services import (
+    IssuedToken,
+    api_token_create,
+    segment_add,
     timesheet_accrue_running,
     timesheet_create,
     timesheet_start,
     timesheet_stop,
+    timesheet_stop_forgotten,
 )
 from worker.exceptions import JobDeferred
 
@@ -204,3 +211,201 @@ def test_an_accrual_kept_waiting_past_its_bound_is_deferred_and_changes_nothing(
     assert Timesheet.objects.get(pk=running.pk).accrued_until == running.accrued_until
     assert timesheet_accrue_running() == 1, "the next run does the work"
     assert_invariants(now=timezone.now())
+
+
+def waiting_for_a_lock() -> bool:
+    """Whether another session of the test database waits for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        (waiting,) = cursor.fetchone()
+    return bool(waiting)
+
+
+@pytest.mark.postgresql
+def test_a_correction_waits_for_a_start_of_the_same_person_and_sees_its_run(
+    alice: User, project: Project
+) -> None:
+    """A correction locks the person first, as a start does: a run added while another entry of
+    theirs starts is checked against the new run once it has committed, and refused by name,
+    instead of failing on the database's constraint or slipping in before it."""
+    corrected, starting = (
+        timesheet_create(owner=alice, project=project, description=name, now=T0)
+        for name in ("corrected", "starting")
+    )
+    started, release = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def start() -> None:
+        try:
+            with transaction.atomic():
+                timesheet_start(timesheet_id=starting.pk, now=at(100))
+                started.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    def correct() -> None:
+        try:
+            outcome.append(
+                segment_add(
+                    timesheet_id=corrected.pk,
+                    started_at=at(50),
+                    ended_at=at(150),
+                    actor=alice,
+                    now=at(200),
+                )
+            )
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    try:
+        assert started.wait(timeout=60)
+        corrector = threading.Thread(target=correct)
+        corrector.start()
+        # The start still holds its transaction open: the correction must queue behind it.
+        for _ in range(1200):
+            if waiting_for_a_lock() or not corrector.is_alive():
+                break
+            time.sleep(0.05)
+    finally:
+        release.set()
+        starter.join()
+    corrector.join()
+
+    (refused,) = outcome
+    assert isinstance(refused, SegmentOverlap), refused
+    assert refused.timesheet_id == starting.pk
+    assert not Segment.objects.filter(timesheet=corrected).exists()
+    assert_invariants(now=at(200))
+
+
+@pytest.mark.postgresql
+def test_a_stop_waits_for_a_transaction_holding_its_row_instead_of_missing_it(
+    alice: User, project: Project
+) -> None:
+    import psycopg
+
+    from tests import processes
+
+    timesheet = timesheet_create(owner=alice, project=project, description="", now=T0)
+    timesheet_start(timesheet_id=timesheet.pk, now=at(10))
+    outcome: list[object] = []
+
+    def stop() -> None:
+        try:
+            outcome.append(timesheet_stop(timesheet_id=timesheet.pk, now=at(40)))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    with psycopg.connect(processes.test_database_url()) as other:
+        other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [timesheet.pk])
+        stopper = threading.Thread(target=stop)
+        stopper.start()
+        for _ in range(1200):
+            if waiting_for_a_lock() or not stopper.is_alive():
+                break
+            time.sleep(0.05)
+        other.rollback()
+    stopper.join()
+
+    (stopped,) = outcome
+    assert isinstance(stopped, Timesheet), stopped
+    assert (stopped.status, stopped.imputed) == (Timesheet.Status.STOPPED, timedelta(seconds=30))
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("holder", ["start", "correction"])
+def test_a_start_or_a_correction_holding_a_person_lets_rows_referring_to_them_through(
+    alice: User, project: Project, holder: str
+) -> None:
+    """The person's row is locked against other starts and corrections only (FOR NO KEY
+    UPDATE): a row that merely refers to the person, such as a new API token, need not wait."""
+    held = timesheet_create(owner=alice, project=project, description="held", now=T0)
+    holding, release = threading.Event(), threading.Event()
+    created: list[object] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                if holder == "start":
+                    timesheet_start(timesheet_id=held.pk, now=at(100))
+                else:
+                    segment_add(
+                        timesheet_id=held.pk,
+                        started_at=at(0),
+                        ended_at=at(50),
+                        actor=alice,
+                        now=at(100),
+                    )
+                holding.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    def create() -> None:
+        try:
+            created.append(api_token_create(user=alice, name="new", expires_at=None, now=at(101)))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            created.append(error)
+        finally:
+            connection.close()
+
+    holder_thread = threading.Thread(target=hold)
+    holder_thread.start()
+    try:
+        assert holding.wait(timeout=60)
+        creator = threading.Thread(target=create)
+        creator.start()
+        waited = False
+        for _ in range(1200):
+            if not creator.is_alive():
+                break
+            if waiting_for_a_lock():
+                waited = True
+                break
+            time.sleep(0.05)
+    finally:
+        release.set()
+        holder_thread.join()
+    creator.join()
+
+    assert not waited, "the new token waited for the person's lock"
+    (issued,) = created
+    assert isinstance(issued, IssuedToken), issued
+
+
+@pytest.mark.postgresql
+def test_the_forgotten_run_job_skips_a_row_another_transaction_holds(
+    make_user: Callable[[str], User], project: Project, settings: Any
+) -> None:
+    import psycopg
+
+    from tests import processes
+
+    settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+    held, free = (
+        timesheet_create(owner=make_user(name), project=project, description="", now=T0)
+        for name in ("held", "free")
+    )
+    for timesheet in (held, free):
+        timesheet_start(timesheet_id=timesheet.pk, now=at(0))
+    with psycopg.connect(processes.test_database_url()) as other:
+        other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [held.pk])
+
+        # Had it waited for the row, the job's lock timeout would have raised.
+        assert timesheet_stop_forgotten(now=at(7200)) == 1
+        assert Timesheet.objects.get(pk=held.pk).status == Timesheet.Status.RUNNING
+        assert Timesheet.objects.get(pk=free.pk).status == Timesheet.Status.STOPPED
+        other.rollback()
+
+    assert timesheet_stop_forgotten(now=at(7200)) == 1, "the next run takes it"
+    assert_invariants(now=at(7200))

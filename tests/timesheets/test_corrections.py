@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import pytest
@@ -102,6 +102,14 @@ class TestAdd:
         assert not Correction.objects.exists()
         assert fresh(timesheet).imputed == timedelta(0)
 
+    def test_a_run_may_end_now(self, alice: User, project: Project) -> None:
+        timesheet = entry(alice, project)
+
+        run = add(timesheet, 9990, 10_000, alice)
+
+        assert run.ended_at == NOW
+        assert fresh(timesheet).imputed == timedelta(seconds=10)
+
     def test_a_time_without_a_time_zone_is_refused(self, alice: User, project: Project) -> None:
         with pytest.raises(CorrectionRefused, match="time zone"):
             segment_add(
@@ -111,6 +119,29 @@ class TestAdd:
                 actor=alice,
                 now=NOW,
             )
+
+    def test_a_time_zone_without_an_offset_is_refused(self, alice: User, project: Project) -> None:
+        class Unknown(tzinfo):
+            """A time zone that does not know its offset: its times are naive."""
+
+            def utcoffset(self, dt: datetime | None) -> timedelta | None:
+                return None
+
+            def dst(self, dt: datetime | None) -> timedelta | None:
+                return None
+
+            def tzname(self, dt: datetime | None) -> str | None:
+                return None
+
+        with pytest.raises(CorrectionRefused, match="time zone"):
+            segment_add(
+                timesheet_id=entry(alice, project).pk,
+                started_at=at(0),
+                ended_at=datetime(2026, 1, 5, 9, 1, tzinfo=Unknown()),
+                actor=alice,
+                now=NOW,
+            )
+        assert not Segment.objects.exists()
 
     @pytest.mark.parametrize(("start", "end"), [(90, 110), (100, 200), (50, 101), (199, 300)])
     def test_a_run_overlapping_another_of_the_entry_is_refused_naming_it(

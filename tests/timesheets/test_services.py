@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -7,17 +8,20 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
+from django.db import connection
 
+from events.models import Event
 from tests.conftest import T0, at
 from tests.invariants import assert_invariants, segments_total
 from timesheets import services
-from timesheets.backends import Batch
+from timesheets.backends import Batch, backend
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
 from timesheets.models import ApiToken, Profile, Project, Segment, Timesheet
 from timesheets.services import (
     api_token_amark_used,
     api_token_create,
     api_token_digest,
+    api_token_fill,
     project_create,
     timesheet_aaccrue_running,
     timesheet_accrue_running,
@@ -116,6 +120,20 @@ class TestStart:
         assert {fresh(middle).slot, fresh(newest).slot} == {1, 2}
         assert_invariants(now=at(30), max_running_per_user=2)
 
+    def test_a_new_run_takes_the_lowest_free_slot(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_PER_USER = 3
+        first = new(alice, project, start_at=0)
+        second = new(alice, project, start_at=10)
+        timesheet_stop(timesheet_id=first.pk, now=at(20))
+
+        third = new(alice, project, start_at=30)
+
+        assert (second.slot, third.slot) == (2, 1)
+        assert [fresh(t).slot for t in (first, second, third)] == [None, 2, 1]
+        assert_invariants(now=at(30), max_running_per_user=3)
+
     def test_no_limit_lets_everything_run(
         self, alice: Any, project: Project, settings: Any
     ) -> None:
@@ -147,6 +165,31 @@ def test_describe_changes_only_the_description(alice: Any, project: Project) -> 
     assert (stored.description, stored.updated_at) == ("Review", at(9))
     assert (stored.status, stored.accrued_until, stored.imputed) == (RUNNING, at(0), timedelta(0))
     assert described.description == "Review"
+
+
+def test_describe_records_the_change_by_the_owner_unless_said_otherwise(
+    alice: Any, staff: Any, project: Project
+) -> None:
+    timesheet = new(alice, project, start_at=0)
+
+    timesheet_describe(timesheet=timesheet, description="Review", now=at(9))
+    timesheet_describe(timesheet=timesheet, description="Plan", actor_id=staff.pk, now=at(12))
+
+    updates = Event.objects.filter(type=Event.Type.TIMESHEET_UPDATED).order_by("pk")
+    assert [
+        (
+            event.actor_id,
+            event.owner_id,
+            event.timesheet_id,
+            event.occurred_at,
+            event.data["timesheet"]["description"],
+            event.data["timesheet"]["updated_at"],
+        )
+        for event in updates
+    ] == [
+        (alice.pk, alice.pk, timesheet.pk, at(9), "Review", "2026-01-05T09:00:09.000000Z"),
+        (staff.pk, alice.pk, timesheet.pk, at(12), "Plan", "2026-01-05T09:00:12.000000Z"),
+    ]
 
 
 class TestStop:
@@ -431,6 +474,22 @@ class TestMaximumRunLength:
         assert all(fresh(t).imputed == timedelta(hours=1) for t in timesheets)
         assert_invariants(now=at(7200))
 
+    def test_the_review_flag_stays_through_later_runs_until_reviewed(
+        self, alice: Any, project: Project, settings: Any
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+        timesheet = new(alice, project, start_at=0)
+        assert timesheet_stop_forgotten(now=at(3700)) == 1
+
+        timesheet_start(timesheet_id=timesheet.pk, now=at(4000))
+        stopped = timesheet_stop(timesheet_id=timesheet.pk, now=at(4100))
+
+        assert stopped.auto_stopped
+        assert fresh(timesheet).auto_stopped
+        assert fresh(timesheet).imputed == timedelta(seconds=3700)
+        last = Segment.objects.filter(timesheet=timesheet).latest("pk")
+        assert last.end_reason == Segment.EndReason.USER
+
     def test_a_stop_past_the_limit_ends_the_run_at_the_limit(
         self, alice: Any, project: Project, settings: Any
     ) -> None:
@@ -474,14 +533,39 @@ class TestApiTokens:
         assert issued.secret not in (stored.digest, stored.prefix)
         assert issued.secret.startswith(stored.prefix)
 
-    def test_last_use_is_written_at_most_once_a_minute(self, alice: Any) -> None:
+    def test_the_secret_is_256_random_bits_and_its_prefix_the_first_8_characters(
+        self, alice: Any
+    ) -> None:
+        issued = api_token_create(user=alice, name="laptop", expires_at=None, now=T0)
+        other = ApiToken(user=alice, name="admin's")
+        secret = api_token_fill(token=other, now=at(5))
+
+        for token, shown in ((issued.token, issued.secret), (other, secret)):
+            body = shown.removeprefix("tsk_")
+            assert len(body) == 43, "32 bytes, URL-safe base64 without padding"
+            assert token.prefix == shown[:12]
+            assert token.digest == api_token_digest(shown)
+        assert other.created_at == at(5)
+        assert issued.secret != secret
+
+    def test_an_issued_token_cannot_be_changed(self, alice: Any) -> None:
+        issued = api_token_create(user=alice, name="laptop", expires_at=None, now=T0)
+
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            issued.secret = "tsk_chosen"  # type: ignore[misc]
+
+    @pytest.mark.parametrize(("later", "written"), [(59.999999, False), (60, True), (61, True)])
+    def test_last_use_is_written_at_most_once_a_minute(
+        self, alice: Any, later: float, written: bool
+    ) -> None:
         token = api_token_create(user=alice, name="", expires_at=None, now=T0).token
 
         async_to_sync(api_token_amark_used)(token=token, now=at(0))
         async_to_sync(api_token_amark_used)(token=token, now=at(30))
         assert ApiToken.objects.get().last_used_at == at(0)
-        async_to_sync(api_token_amark_used)(token=token, now=at(61))
-        assert ApiToken.objects.get().last_used_at == at(61)
+        async_to_sync(api_token_amark_used)(token=token, now=at(later))
+        assert ApiToken.objects.get().last_used_at == (at(later) if written else at(0))
+        assert token.last_used_at == ApiToken.objects.get().last_used_at
 
 
 class TestTokenRevocation:
@@ -508,3 +592,71 @@ class TestProfile:
 
         (profile,) = Profile.objects.filter(user=alice)
         assert profile.time_zone == "Europe/Paris"
+
+
+def job_session() -> dict[str, str]:
+    """How long the statements of the current transaction may wait, as the database says."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            shown = {}
+            for name in ("lock_timeout", "statement_timeout", "synchronous_commit"):
+                cursor.execute(f"SHOW {name}")
+                shown[name] = cursor.fetchone()[0]
+            return shown
+        cursor.execute("PRAGMA busy_timeout")
+        return {"busy_timeout_ms": str(cursor.fetchone()[0])}
+
+
+class TestJobTimeouts:
+    """Every statement of a job gives up after 2 s waiting for a lock and 5 s in all (on
+    SQLite, 5 s waiting for the database), so a blocked job never holds up a graceful stop."""
+
+    def test_each_accrual_batch_runs_under_them_and_need_not_wait_for_the_disk(
+        self, alice: Any, project: Project, monkeypatch: pytest.MonkeyPatch, on_postgresql: bool
+    ) -> None:
+        new(alice, project, start_at=0)
+        seen: list[dict[str, str]] = []
+        accrue_batch = backend().accrue_batch
+
+        def observed(**arguments: Any) -> Batch:
+            seen.append(job_session())
+            return accrue_batch(**arguments)
+
+        monkeypatch.setattr(backend(), "accrue_batch", observed)
+
+        timesheet_accrue_running(now=at(5))
+
+        job = (
+            {"lock_timeout": "2s", "statement_timeout": "5s", "synchronous_commit": "off"}
+            if on_postgresql
+            else {"busy_timeout_ms": "5000"}
+        )
+        assert seen == [job, job], "the batch with the row, then the empty one"
+
+    def test_the_forgotten_run_job_runs_under_them_and_its_commits_are_durable(
+        self,
+        alice: Any,
+        project: Project,
+        settings: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        on_postgresql: bool,
+    ) -> None:
+        settings.TIMESHEETS_MAX_RUNNING_HOURS = 1
+        new(alice, project, start_at=0)
+        seen: list[dict[str, str]] = []
+        write_runs = backend().write_runs
+
+        def observed(**arguments: Any) -> None:
+            seen.append(job_session())
+            write_runs(**arguments)
+
+        monkeypatch.setattr(backend(), "write_runs", observed)
+
+        assert timesheet_stop_forgotten(now=at(3700)) == 1
+
+        job = (
+            {"lock_timeout": "2s", "statement_timeout": "5s", "synchronous_commit": "on"}
+            if on_postgresql
+            else {"busy_timeout_ms": "5000"}
+        )
+        assert seen == [job]
