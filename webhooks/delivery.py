@@ -68,21 +68,25 @@ async def send(client: httpx.AsyncClient, claimed: Claimed) -> Outcome:
         return outcome(None, None, refused.message)
     payload = body(claimed)
     headers = signed_headers(claimed, payload, sent_at=datetime.now(UTC))
-    headers["host"] = target.host_header
-    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+    if target.host_header is not None:
+        headers["host"] = target.host_header
     try:
-        response = await client.post(
-            target.url, content=payload, headers=headers, extensions=extensions
-        )
-    except httpx.TimeoutException:
+        # httpx's timeout bounds each phase; this bounds the whole request.
+        async with asyncio.timeout(settings.WEBHOOKS_TIMEOUT_SECONDS):
+            # Streamed and closed unread: only the status matters, whatever the body's size.
+            async with client.stream("POST", target.url, content=payload, headers=headers) as (
+                response
+            ):
+                status_code = response.status_code
+    except (TimeoutError, httpx.TimeoutException):
         latency = round((time.perf_counter() - started) * 1000, 3)
         return outcome(None, latency, f"No answer within {settings.WEBHOOKS_TIMEOUT_SECONDS:g} s.")
     except httpx.HTTPError as failure:
         latency = round((time.perf_counter() - started) * 1000, 3)
         return outcome(None, latency, f"{type(failure).__name__}: {failure}")
     latency = round((time.perf_counter() - started) * 1000, 3)
-    error = "" if response.is_success else f"Answered {response.status_code}."
-    return outcome(response.status_code, latency, error)
+    error = "" if 200 <= status_code < 300 else f"Answered {status_code}."
+    return outcome(status_code, latency, error)
 
 
 @functools.cache

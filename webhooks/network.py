@@ -1,9 +1,12 @@
 """Which addresses a webhook may reach: public ones, and the networks settings allow.
 
 A URL is checked when a subscription is created and again before every request, because what a
-name resolves to changes. The request then goes to the address that was checked (the name stays
-in the Host header and TLS's SNI), so a name cannot resolve to a public address for the check
-and to a private one for the connection.
+name resolves to changes. A plain-http request then goes to the address that was checked (the
+name stays in the Host header), so a name cannot resolve to a public address for the check and
+to a private one for the connection. An https request goes to the name: one that resolved
+elsewhere in between reaches no more than a TLS handshake there, which fails unless that host
+holds a certificate for the name, and nothing is sent before it succeeds; connections are then
+kept per name, each with its own SNI, as virtual hosts behind one address need.
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ SCHEMES = {"http": 80, "https": 443}
 class Target:
     """A URL checked for sending: where to connect, and what to say the host is."""
 
-    url: str  # with the checked address in place of the host name
-    host_header: str
-    sni_hostname: str | None  # https only
+    url: str  # http: with the checked address in place of the host name
+    host_header: str | None  # http: the name, with the port if the URL gave one
 
 
 def allowed_networks() -> list[Network]:
@@ -117,11 +119,11 @@ async def atarget(url: str) -> Target:
     except OSError as error:
         raise UrlRefused(f"The URL's host {host!r} cannot be resolved: {error.strerror}.") from None
     address = _checked(host, addresses)
+    if parts.scheme == "https":
+        return Target(url=url, host_header=None)
     literal = f"[{address}]" if address.version == 6 else str(address)
     netloc = literal if parts.port is None else f"{literal}:{parts.port}"
-    host_header = parts.netloc.rsplit("@", 1)[-1]
     return Target(
         url=parts._replace(netloc=netloc).geturl(),
-        host_header=host_header,
-        sni_hostname=host if parts.scheme == "https" and _literal(host) is None else None,
+        host_header=parts.netloc.rsplit("@", 1)[-1],
     )

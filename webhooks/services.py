@@ -19,6 +19,7 @@ import random
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,11 +27,13 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Case, F, Q, Value, When
 
 from events.models import Event
 from timesheets import clock
+from timesheets.backends import backend
+from timesheets.services import JOB_LOCK_TIMEOUT, JOB_STATEMENT_TIMEOUT
 from webhooks import network
 from webhooks.exceptions import EventTypesRefused, NotAllowed
 from webhooks.models import Cursor, Delivery, Subscription
@@ -44,6 +47,14 @@ BACKOFF_CAP = 3600.0  # seconds; retries are at least hourly until giving up
 CLAIM_MARGIN = 30.0  # seconds a claim lasts beyond the worst-case duration of its requests
 ERROR_MAX_LENGTH = 500  # characters of an error kept on a delivery (the column's size)
 EVERYONE_PERMISSION = "timesheets.view_timesheet"
+
+
+def _job_transaction() -> AbstractContextManager[None]:
+    """A transaction of the job's, whose statements give up as the other jobs' do, so that a
+    blocked run ends in time for a graceful stop (and is redone by the next one)."""
+    return backend().job_transaction(
+        lock_timeout=JOB_LOCK_TIMEOUT, statement_timeout=JOB_STATEMENT_TIMEOUT
+    )
 
 
 # --- Subscriptions ------------------------------------------------------------------------
@@ -107,10 +118,11 @@ def delivery_fan_out(*, batch: int = FAN_OUT_BATCH, now: datetime | None = None)
 
     Returns how many deliveries were written; 0 if another runner holds the cursor.
     """
-    Cursor.objects.get_or_create(pk=1)
+    with _job_transaction():
+        Cursor.objects.get_or_create(pk=1)
     written = 0
     while True:
-        with transaction.atomic():
+        with _job_transaction():
             cursor = Cursor.objects.select_for_update(skip_locked=True).filter(pk=1).first()
             if cursor is None:
                 return written  # another runner is fanning out right now
@@ -186,7 +198,7 @@ def claim_duration(*, count: int) -> timedelta:
 
 def delivery_claim(*, limit: int, now: datetime | None = None) -> list[Claimed]:
     """Take up to ``limit`` due deliveries of active subscriptions for this runner."""
-    with transaction.atomic():
+    with _job_transaction():
         moment = clock.read(now)
         due = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
@@ -231,7 +243,7 @@ def delivery_record(*, outcomes: Sequence[Outcome], now: datetime | None = None)
     backoff, or giving up once the retry period is over; disable failing subscriptions."""
     if not outcomes:
         return
-    with transaction.atomic():
+    with _job_transaction():
         moment = clock.read(now)
         retry_for = timedelta(hours=settings.WEBHOOKS_RETRY_HOURS)
         deliveries = {

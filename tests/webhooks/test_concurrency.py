@@ -65,6 +65,8 @@ def test_runners_in_several_threads_deliver_every_event_exactly_once(
     # Small claims and a slow receiver, so that the runners' claims interleave.
     settings.WEBHOOKS_BATCH_SIZE = 7
     settings.WEBHOOKS_CONCURRENCY = 7
+    # A request that timed out would be sent again, rightly: on a busy machine it must not.
+    settings.WEBHOOKS_TIMEOUT_SECONDS = 30
     with receiving(lambda n: (200, 0.005)) as receiver:
         subscription_create(owner=alice, url=receiver.url("/alice"))
         subscription_create(owner=bob, url=receiver.url("/bob"))

@@ -101,15 +101,28 @@ def test_an_unresolvable_name_is_refused(fake_dns: Any) -> None:
         network.check_url("http://no-such-host.invalid/hook")
 
 
-async def test_a_request_goes_to_the_checked_address_under_the_name(
+async def test_a_plain_http_request_goes_to_the_checked_address_under_the_name(
     settings: Any, fake_dns: Any
 ) -> None:
     settings.WEBHOOKS_ALLOWED_NETWORKS = []
     fake_dns["hooks.example.com"] = "93.184.215.14"
-    target = await network.atarget("https://hooks.example.com:8443/in?x=1")
-    assert target.url == "https://93.184.215.14:8443/in?x=1"
-    assert target.host_header == "hooks.example.com:8443"
-    assert target.sni_hostname == "hooks.example.com"
+    target = await network.atarget("http://hooks.example.com:8080/in?x=1")
+    assert target.url == "http://93.184.215.14:8080/in?x=1"
+    assert target.host_header == "hooks.example.com:8080"
+    fake_dns["hooks.example.com"] = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
+    target = await network.atarget("http://hooks.example.com/in")
+    assert target.url == "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/in"
+    assert target.host_header == "hooks.example.com"
+
+
+async def test_an_https_request_goes_to_the_name_once_checked(settings: Any, fake_dns: Any) -> None:
+    settings.WEBHOOKS_ALLOWED_NETWORKS = []
+    fake_dns["hooks.example.com"] = "93.184.215.14"
+    target = await network.atarget("https://hooks.example.com:8443/in")
+    assert (target.url, target.host_header) == ("https://hooks.example.com:8443/in", None)
+    fake_dns["hooks.example.com"] = "10.0.0.7"
+    with pytest.raises(UrlRefused, match="not a public address"):
+        await network.atarget("https://hooks.example.com:8443/in")
 
 
 async def test_a_name_that_now_resolves_to_loopback_is_refused_at_delivery(
