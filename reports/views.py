@@ -44,6 +44,9 @@ def report_page(request: HttpRequest) -> HttpResponse:
         groups = report.query.group_by
         query = data.copy()
         query.pop("format", None)
+        # A filter left empty on the form is no filter: the API refuses an empty value.
+        for name in [name for name, values in query.lists() if not any(values)]:
+            query.pop(name)
         api = reverse("api:reports")
         context.update(
             report=report,

@@ -7,11 +7,14 @@ On failure, a screenshot of the page is saved under the test's temporary directo
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import zoneinfo
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from django.contrib.auth.models import User
@@ -119,6 +122,22 @@ def scenario(page: Page, base: str, username: str, zone: zoneinfo.ZoneInfo) -> N
     day = page.locator(f"#day-{start.date():%Y-%m-%d} .day-total")
     assert seconds(day.inner_text()) == before + 45 * 60
     expect(page.get_by_role("link", name="Earlier work")).to_be_visible()
+    assert_fits(page)
+
+    # The report of today, downloaded as CSV: its total is the day's.
+    page.get_by_role("link", name="Reports").click()
+    page.get_by_label("From").fill(f"{start.date():%Y-%m-%d}")
+    page.get_by_label("to", exact=True).fill(f"{start.date():%Y-%m-%d}")
+    page.get_by_role("button", name="Show").click()
+    link = page.get_by_role("link", name="CSV").get_attribute("href")
+    assert link is not None
+    answer = page.request.get(urljoin(page.url, link))  # with the page's session
+    assert answer.ok, answer.text()
+    assert "attachment" in answer.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(answer.text(), newline="")))
+    assert rows[-1][0] == "total", rows
+    assert int(float(rows[-1][-2])) == before + 45 * 60, rows  # the page shows whole seconds
+    assert rows[-1][-1] == page.locator("#day-total, tfoot strong").last.inner_text()
     assert_fits(page)
 
     # A token: its secret on the page, which still fits the screen.

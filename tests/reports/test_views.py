@@ -81,3 +81,20 @@ def test_another_persons_report_needs_the_permission(
 
     assert response.status_code == 403
     assert "view_timesheet permission" in response.content.decode()
+
+
+def test_filters_left_empty_on_the_form_are_left_out_of_the_downloads(
+    client: Client, alice: User, add_run: AddRun
+) -> None:
+    add_run(alice, datetime(2026, 2, 2, 9, tzinfo=UTC), datetime(2026, 2, 2, 10, tzinfo=UTC))
+    client.force_login(alice)
+
+    response = client.get("/reports/?from=2026-02-01&to=2026-02-28&group_by=day&user=&project=")
+
+    for link in (response.context["csv_url"], response.context["xlsx_url"]):
+        given = parse_qs(urlsplit(link).query, keep_blank_values=True)
+        assert {"user", "project"}.isdisjoint(given), link
+    answer = client.get(response.context["csv_url"])
+    assert answer.status_code == 200
+    assert answer["Content-Disposition"].endswith('.csv"')
+    answer.close()
