@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,19 +20,6 @@ from timesheets.services import timesheet_create
 pytestmark = pytest.mark.usefixtures("settings_limits")
 
 WAIT = 20.0  # seconds: a bound against hanging, not a measure
-
-
-@pytest.fixture
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Inside a test's transaction nothing commits, so nothing notifies: the broker must look.
-    monkeypatch.setattr(broker, "POLL_INTERVAL", 0.02)
-    monkeypatch.setattr(broker, "NOTIFIED_POLL_INTERVAL", 0.02)
-
-
-@pytest.fixture(autouse=True)
-def _no_broker_outlives_its_test() -> Iterator[None]:
-    yield
-    assert broker._broker is None, "the test closes the broker it used"
 
 
 async def create(owner: User, project: Project, *, seconds: float) -> Event:
