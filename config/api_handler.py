@@ -9,6 +9,9 @@ three times: for the ``request_started`` signal, for the view (django-ninja runs
 view and its authentication in one hop), and for closing the response (``request_finished``,
 which hands the database connection back).
 
+Those hops run on a thread lent to the request and kept for the next one
+(``config/threads.py``) rather than on a thread started for each request.
+
 ``config.asgi`` routes ``/api/`` and the probes here, every other path to Django's full stack.
 """
 
@@ -30,6 +33,7 @@ from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
 from config.middleware import API_PREFIX, JSON_PATHS
+from config.threads import LendsThreads
 
 # What ApiHandler takes from Django's BaseHandler beyond its documented interface.
 DJANGO_INTERNALS = ("_get_response_async", "load_middleware", "handle", "send_response")
@@ -56,7 +60,7 @@ def serves(path: str) -> bool:
     return path.startswith(API_PREFIX) or path in JSON_PATHS
 
 
-class ApiHandler(ASGIHandler):
+class ApiHandler(LendsThreads, ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         """Django's ``load_middleware`` for ``settings.API_MIDDLEWARE``, async only."""
         self._view_middleware: list[Any] = []

@@ -1,21 +1,29 @@
 """ASGI entry point: Django, with the periodic jobs run by the ASGI lifespan.
 
 The API and the probes are served by ``ApiHandler`` (config/api_handler.py), whose middleware
-never hops to a thread; the admin and the pages by Django's full stack.
+never hops to a thread; the admin and the pages by Django's full stack. Both run each request's
+synchronous work on a thread lent to it (config/threads.py).
 """
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application() does
 
 from config.api_handler import ApiHandler, serves  # noqa: E402  (Django must be set up first)
+from config.threads import LendsThreads  # noqa: E402
 from events.asgi import cuttable_streams  # noqa: E402
 from worker.lifespan import Receive, Scope, Send, with_worker  # noqa: E402
 
+
+class SiteHandler(LendsThreads, ASGIHandler):
+    """Django's full stack: the pages and the admin."""
+
+
+django_application = SiteHandler()
 api_application = ApiHandler()
 
 

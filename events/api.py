@@ -9,13 +9,12 @@ and gets none twice. Past the retention, the events it missed may be gone: it is
 
 from __future__ import annotations
 
-import contextvars
 import json
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import connection
@@ -23,6 +22,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from ninja import HeaderEx, P, QueryEx, Router
 from ninja.errors import HttpError
 
+from config.threads import release_request_thread
 from events import broker
 from events.asgi import cutter
 from events.models import Event
@@ -103,7 +103,7 @@ async def _stream(
         # From here on the broker reads for it: the request's connection goes back to the pool
         # and its thread ends, rather than being held for as long as the stream lasts.
         await sync_to_async(_release_connection)()
-        _release_thread()
+        release_request_thread()
         while True:
             try:
                 next_event = await subscription.next(within=KEEPALIVE_INTERVAL)
@@ -123,31 +123,6 @@ async def _stream(
 def _release_connection() -> None:
     if not connection.in_atomic_block:  # a test's transaction
         connection.close()
-
-
-# asgiref keeps the executor of each request's thread in these two attributes of SyncToAsync,
-# which are not a public interface: pinned to asgiref 3.13 in pyproject.toml, checked here, and
-# tested (tests/events/test_stream.py). Should they change, streams keep their threads: slower
-# and heavier, never wrong.
-_REQUEST_CONTEXT = getattr(SyncToAsync, "thread_sensitive_context", None)
-_EXECUTORS = getattr(SyncToAsync, "context_to_thread_executor", None)
-THREADS_RELEASABLE = isinstance(_REQUEST_CONTEXT, contextvars.ContextVar) and isinstance(
-    _EXECUTORS, MutableMapping
-)
-
-
-def _release_thread() -> None:
-    """End the thread Django gave this request for its database calls (one per request, kept
-    until the request ends: for streams, one idle thread each). A later call gets a new one."""
-    if not THREADS_RELEASABLE:
-        return
-    assert isinstance(_REQUEST_CONTEXT, contextvars.ContextVar)
-    assert isinstance(_EXECUTORS, MutableMapping)
-    context = _REQUEST_CONTEXT.get(None)
-    if context is not None:
-        executor = _EXECUTORS.pop(context, None)
-        if executor is not None:
-            executor.shutdown(wait=False)
 
 
 def _parse_last_event_id(header: str | None, query: int | None) -> int | None:

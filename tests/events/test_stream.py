@@ -9,17 +9,15 @@ import json
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Permission, User
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
@@ -551,25 +549,3 @@ def test_streams_do_not_hold_database_connections(
         for stream in streams:
             stream.close()
     assert not web.events("database_busy")
-
-
-def test_asgiref_still_keeps_each_requests_thread_where_streams_release_it() -> None:
-    # A failure here means asgiref changed its internals: streams would keep a thread each.
-    assert api.THREADS_RELEASABLE
-
-
-def test_a_stream_ends_the_thread_of_its_request() -> None:
-    async def request() -> None:
-        # As a server runs a request: its own context, on a loop of a thread with no caller.
-        async with ThreadSensitiveContext():
-            thread = await sync_to_async(threading.current_thread)()
-            context = SyncToAsync.thread_sensitive_context.get()
-            assert context in SyncToAsync.context_to_thread_executor
-
-            api._release_thread()
-
-            assert context not in SyncToAsync.context_to_thread_executor
-            assert await sync_to_async(threading.current_thread)() is not thread, "a new one"
-
-    with ThreadPoolExecutor(max_workers=1) as server:
-        server.submit(asyncio.run, request()).result()

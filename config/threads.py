@@ -1,0 +1,126 @@
+"""The threads requests run their database work on, kept from one request to the next.
+
+Django's ASGI handler runs each request inside ``ThreadSensitiveContext()``: asgiref starts a
+thread for the request's first synchronous call and, when the request ends, one more thread to
+join it. Two thread starts per request cost more wall-clock time than the rest of a short API
+request's hops (callgrind does not see it: it counts instructions, not the scheduler's work).
+``RequestThreads`` lends each request a single-thread executor from a free list instead
+(asgiref >= 3.13 accepts an executor the caller owns) and takes it back when the request ends.
+
+A request's synchronous calls still run one after another on one thread, as Django expects
+(its database connections belong to a thread); a call the request stopped waiting for
+(a client gone) finishes before the next borrower's first call starts. A request made from
+synchronous code through ``async_to_sync`` (Django's test client, the tests) keeps asgiref's
+rule instead: its calls come back to the caller's thread.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import MutableMapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext
+
+IDLE_THREADS_KEPT = 64  # threads kept for later requests; more are ended as they come back
+
+# Three attributes of asgiref that are not a public interface (asgiref is pinned below 3.14 in
+# pyproject.toml), checked here and tested (tests/config/test_threads.py): where SyncToAsync
+# keeps the executor of the running request's context, and where AsyncToSync keeps the thread
+# of a synchronous caller. Should they change, requests get a new thread each, as Django gives
+# them, and a stream keeps its request's thread for as long as it lasts: slower, never wrong.
+_REQUEST_CONTEXT = getattr(SyncToAsync, "thread_sensitive_context", None)
+_EXECUTORS = getattr(SyncToAsync, "context_to_thread_executor", None)
+_SYNC_CALLERS = getattr(AsyncToSync, "executors", None)
+RELEASABLE = isinstance(_REQUEST_CONTEXT, contextvars.ContextVar) and isinstance(
+    _EXECUTORS, MutableMapping
+)
+LENDABLE = RELEASABLE and _SYNC_CALLERS is not None
+
+
+def _sync_caller_waits() -> bool:
+    """Whether this loop runs for a synchronous caller (``async_to_sync``), whose thread asgiref
+    gives the thread-sensitive calls made under it."""
+    return getattr(_SYNC_CALLERS, "current", None) is not None
+
+
+class RequestThreads:
+    """Single-thread executors lent to requests, one each, for as long as the request lasts."""
+
+    def __init__(self, *, idle_kept: int = IDLE_THREADS_KEPT) -> None:
+        self._idle_kept = idle_kept
+        self._idle: list[ThreadPoolExecutor] = []
+        self._lent: set[ThreadPoolExecutor] = set()
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def lent(self) -> int:
+        return len(self._lent)
+
+    def lend(self) -> ThreadPoolExecutor:
+        executor = (
+            self._idle.pop()
+            if self._idle
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        )
+        self._lent.add(executor)
+        return executor
+
+    def take_back(self, executor: Executor) -> bool:
+        """Whether ``executor`` was lent by these threads (and is now back with them)."""
+        if not isinstance(executor, ThreadPoolExecutor) or executor not in self._lent:
+            return False
+        self._lent.discard(executor)
+        if len(self._idle) < self._idle_kept:
+            self._idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
+        return True
+
+    def close(self) -> None:
+        for executor in self._idle:
+            executor.shutdown(wait=False)
+        self._idle.clear()
+
+    def context(self, executor: ThreadPoolExecutor) -> ThreadSensitiveContext:
+        return ThreadSensitiveContext(executor=executor)
+
+
+threads = RequestThreads()
+
+
+class LendsThreads:
+    """For an ``ASGIHandler`` subclass: each request runs on a lent thread, not a new one."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        if not LENDABLE or _sync_caller_waits():
+            async with ThreadSensitiveContext():
+                await self.handle(scope, receive, send)  # type: ignore[attr-defined]
+            return
+        executor = threads.lend()
+        try:
+            async with threads.context(executor):
+                await self.handle(scope, receive, send)  # type: ignore[attr-defined]
+        finally:
+            threads.take_back(executor)
+
+
+def release_request_thread() -> None:
+    """Give back the running request's thread before the request ends (a stream that no longer
+    calls the database). A later synchronous call of the request gets a thread of its own."""
+    if not RELEASABLE:
+        return
+    assert isinstance(_REQUEST_CONTEXT, contextvars.ContextVar)
+    assert isinstance(_EXECUTORS, MutableMapping)
+    context = _REQUEST_CONTEXT.get(None)
+    if context is None:
+        return
+    executor = _EXECUTORS.pop(context, None)
+    if executor is not None and not threads.take_back(executor):
+        executor.shutdown(wait=False)
