@@ -181,6 +181,12 @@ def parser() -> argparse.ArgumentParser:
         default=[1, 2, 4],
         help="numbers of processes accruing at once (1,2,4)",
     )
+    p.add_argument(
+        "--http-rounds",
+        type=_positive,
+        default=1,
+        help="times each stack is loaded, taking turns: uvicorn first in odd rounds (1)",
+    )
     p.add_argument("--gunicorn-threads", type=_positive, default=16, help="(16)")
     p.add_argument(
         "--pool-size", type=_positive, default=16, help="DATABASE_POOL_SIZE of both servers (16)"
@@ -293,6 +299,7 @@ def _run(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
             "pool_size": args.pool_size,
             "accrual_rows": args.http_accrual_rows,
             "accrual_tick": args.http_accrual_tick,
+            "rounds": args.http_rounds,
             "results": web.measure(
                 project=project,
                 seconds=args.http_seconds,
@@ -302,6 +309,7 @@ def _run(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
                 pool_size=args.pool_size,
                 accrual_rows=args.http_accrual_rows,
                 accrual_tick=args.http_accrual_tick,
+                rounds=args.http_rounds,
             ),
         }
     results["machine"]["load_average_at_end"] = machine.load_average()

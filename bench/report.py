@@ -164,6 +164,74 @@ def lag_block(results: dict[str, Any]) -> str:
     )
 
 
+STACK_NAMES = {"asgi": "uvicorn, async API", "wsgi": "gunicorn, sync views"}
+
+
+def http_medians(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per scenario, connections and stack: the median req/s over the rounds, and the server's
+    CPU per request over all of them."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for row in results["http"]["results"]:
+        groups.setdefault((row["scenario"], row["connections"], row["stack"]), []).append(row)
+    medians = []
+    for (scenario, connections, stack), rows in groups.items():
+        rates = sorted(row["rps"] for row in rows)
+        middle = len(rates) // 2
+        rps = rates[middle] if len(rates) % 2 else (rates[middle - 1] + rates[middle]) / 2
+        requests = sum(row["requests"] for row in rows)
+        cpu = sum(row["server_cpu_seconds"] for row in rows)
+        if rows[0].get("worker_cpu_seconds") is not None:
+            cpu += sum(row["worker_cpu_seconds"] or 0 for row in rows)
+        medians.append(
+            {
+                "scenario": scenario,
+                "connections": connections,
+                "stack": stack,
+                "rounds": len(rows),
+                "rps": rps,
+                "cpu_ms_per_request": 1000 * cpu / requests if requests else None,
+            }
+        )
+    return medians
+
+
+def http_side_by_side(results: dict[str, Any]) -> str:
+    medians = {(m["scenario"], m["connections"], m["stack"]): m for m in http_medians(results)}
+    rows = []
+    for scenario, connections in dict.fromkeys((k[0], k[1]) for k in medians):
+        asgi, wsgi = (
+            medians.get((scenario, connections, "asgi")),
+            medians.get((scenario, connections, "wsgi")),
+        )
+        if asgi is None or wsgi is None:
+            continue
+        rows.append(
+            [
+                scenario,
+                str(connections),
+                str(asgi["rounds"]),
+                _number(asgi["rps"]),
+                _number(wsgi["rps"]),
+                f"{asgi['rps'] / wsgi['rps']:.2f}x",
+                _number(asgi["cpu_ms_per_request"]),
+                _number(wsgi["cpu_ms_per_request"]),
+            ]
+        )
+    return _table(
+        [
+            "scenario",
+            "conn.",
+            "rounds",
+            "uvicorn req/s (median)",
+            "gunicorn req/s (median)",
+            "ratio",
+            "uvicorn CPU ms/req",
+            "gunicorn CPU ms/req",
+        ],
+        rows,
+    )
+
+
 def http_block(results: dict[str, Any]) -> str:
     rows = []
     for row in results["http"]["results"]:
@@ -175,8 +243,9 @@ def http_block(results: dict[str, Any]) -> str:
             errors += " (" + ", ".join(f"{k} {v}" for k, v in row["errors_by_kind"].items()) + ")"
         rows.append(
             [
+                str(row.get("round", 1)),
                 row["scenario"],
-                "uvicorn, async API" if row["stack"] == "asgi" else "gunicorn, sync views",
+                STACK_NAMES[row["stack"]],
                 str(row["connections"]),
                 _number(row["rps"]),
                 _number(row["p50_ms"]),
@@ -188,8 +257,9 @@ def http_block(results: dict[str, Any]) -> str:
                 accrual,
             ]
         )
-    return _table(
+    every_run = _table(
         [
+            "round",
             "scenario",
             "stack",
             "conn.",
@@ -203,6 +273,11 @@ def http_block(results: dict[str, Any]) -> str:
             "accruals (time)",
         ],
         rows,
+    )
+    side_by_side = http_side_by_side(results)
+    return (
+        "Side by side (gunicorn's CPU includes the runworker beside it):\n\n"
+        f"{side_by_side}\n\nEvery run:\n\n{every_run}"
     )
 
 
@@ -394,8 +469,8 @@ def _lag_plot(results: dict[str, Any], path: Path) -> None:
 
 
 def _http_plot(results: dict[str, Any], path: Path) -> None:
-    figure, (rps_axes, p99_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    rows = results["http"]["results"]
+    figure, (rps_axes, cpu_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    rows = http_medians(results)
     series = sorted({(r["stack"], r["scenario"]) for r in rows})
     for stack, scenario in series:
         points = sorted(
@@ -411,15 +486,19 @@ def _http_plot(results: dict[str, Any], path: Path) -> None:
         }
         connections = [p["connections"] for p in points]
         rps_axes.plot(connections, [p["rps"] for p in points], **style)
-        p99_axes.plot(connections, [p["p99_ms"] for p in points], **style)
-    for axes, ylabel in ((rps_axes, "successful requests / s"), (p99_axes, "p99 latency (ms)")):
+        cpu_axes.plot(connections, [p["cpu_ms_per_request"] for p in points], **style)
+    for axes, ylabel in (
+        (rps_axes, "successful requests / s"),
+        (cpu_axes, "server CPU per request (ms)"),
+    ):
         axes.set_xscale("log", base=2)
         axes.set_xlabel("concurrent connections")
         axes.set_ylabel(ylabel)
         axes.grid(True, which="both", alpha=0.3)
-    p99_axes.set_yscale("log")
     rps_axes.legend(fontsize=8)
-    figure.suptitle(f"HTTP: start, get, stop, get; {results['machine']['database']}")
+    figure.suptitle(
+        f"HTTP: start, get, stop, get; {results['machine']['database']} (median of rounds)"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=DPI)
     plt.close(figure)

@@ -131,8 +131,11 @@ def measure(
     pool_size: int,
     accrual_rows: int,
     accrual_tick: float,
+    rounds: int = 1,
 ) -> list[dict[str, Any]]:
-    """Each stack is started once and loaded at every level, first idle, then accruing."""
+    """Each stack is started once per round and loaded at every level, first idle, then
+    accruing. The stacks take turns, in the opposite order every other round, so that a machine
+    getting slower or faster during the run weighs on both alike."""
     rows.clear()
     people = create_people(max(levels), project)
     env = {
@@ -142,7 +145,12 @@ def measure(
         "METRICS_TOKEN": METRICS_TOKEN,
     }
     results = []
-    for stack in STACKS:
+    turns = [
+        (turn, stack)
+        for turn in range(1, rounds + 1)
+        for stack in (STACKS if turn % 2 else tuple(reversed(STACKS)))
+    ]
+    for turn, stack in turns:
         rows.remove_owned()
         rows.settle()
         port = servers.free_port()
@@ -183,6 +191,12 @@ def measure(
                             metrics_url=metrics_url,
                         )
                         results.append(
-                            {"scenario": scenario, "stack": stack, "connections": level, **result}
+                            {
+                                "round": turn,
+                                "scenario": scenario,
+                                "stack": stack,
+                                "connections": level,
+                                **result,
+                            }
                         )
     return results

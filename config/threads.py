@@ -23,7 +23,7 @@ from typing import Any
 
 from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext
 
-IDLE_THREADS_KEPT = 64  # threads kept for later requests; more are ended as they come back
+IDLE_THREADS_KEPT = 16  # threads kept for later requests; more are ended as they come back
 
 # Three attributes of asgiref that are not a public interface (asgiref is pinned below 3.14 in
 # pyproject.toml), checked here and tested (tests/config/test_threads.py): where SyncToAsync

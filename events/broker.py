@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
@@ -53,44 +54,64 @@ class Closed(Exception):
     """The subscription ended: its subscriber fell behind, or the process is shutting down."""
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(eq=False)
 class Subscription:
-    """What one stream receives: every new event of ``owner_id`` (of everyone when None)."""
+    """What one stream receives: every new event of ``owner_id`` (of everyone when None).
+
+    Events wait in a deque and the stream in one future, rather than in an ``asyncio.Queue``
+    under ``asyncio.timeout``: a fan-out hands the same event to thousands of streams, and the
+    queue's and the timeout's bookkeeping per stream and per event was most of its cost.
+    """
 
     owner_id: int | None
     everyone: bool
-    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_CAPACITY))
+    capacity: int = field(default_factory=lambda: QUEUE_CAPACITY)
+    pending: deque[Event] = field(default_factory=deque)
     reason: str = ""  # why it was closed: "slow" or "shutdown"
     on_close: Callable[[], object] | None = None
+    _waiter: asyncio.Future[None] | None = None
 
     def concerns(self, event: Event) -> bool:
         return self.everyone or event.owner_id == self.owner_id
 
     def offer(self, event: Event) -> bool:
         """Queue the event; False when the subscriber has fallen too far behind."""
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if len(self.pending) >= self.capacity:
             return False
+        self.pending.append(event)
+        if self._waiter is not None:
+            _wake(self._waiter)
         return True
 
     def close(self, reason: str) -> None:
         if not self.reason:
             self.reason = reason
             # At once: what is queued is read again from the outbox when the client resumes.
-            self.queue.shutdown(immediate=True)
+            self.pending.clear()
+            if self._waiter is not None:
+                _wake(self._waiter)
             if self.on_close is not None:
                 self.on_close()
 
     async def next(self, *, within: float) -> Event | None:
         """The next event, or None after ``within`` seconds without one; raises ``Closed``."""
-        try:
-            async with asyncio.timeout(within):
-                return await self.queue.get()
-        except TimeoutError:
-            return None
-        except asyncio.QueueShutDown:
-            raise Closed(self.reason) from None
+        if not self.pending and not self.reason:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(within, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self.reason:
+            raise Closed(self.reason)
+        return self.pending.popleft() if self.pending else None
 
 
 def _release_connection() -> None:
@@ -205,7 +226,7 @@ class Broker:
                 logger.warning(
                     "event_subscriber_too_slow",
                     owner_id=subscription.owner_id,
-                    queued=subscription.queue.maxsize,
+                    queued=subscription.capacity,
                     event_id=event.pk,
                 )
 

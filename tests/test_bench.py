@@ -480,3 +480,38 @@ def test_the_instructions_section_gives_each_stacks_ratio_to_gunicorn() -> None:
     assert "| 1,000 | 1.00x |" in section
     assert "| 300 | 0.30x |" in section
     assert "600 instructions per request above the floor (3.0x)" in section
+
+
+def test_the_side_by_side_table_takes_the_median_of_the_rounds() -> None:
+    def row(turn: int, stack: str, rps: float, requests: int, cpu: float) -> dict[str, Any]:
+        return {
+            "round": turn,
+            "scenario": "idle",
+            "stack": stack,
+            "connections": 16,
+            "rps": rps,
+            "requests": requests,
+            "server_cpu_seconds": cpu,
+            "worker_cpu_seconds": None,
+        }
+
+    results = {
+        "http": {
+            "results": [
+                row(1, "asgi", 100.0, 1000, 6.0),
+                row(1, "wsgi", 90.0, 900, 7.0),
+                row(2, "wsgi", 95.0, 950, 7.0),
+                row(2, "asgi", 120.0, 1200, 6.0),
+                row(3, "asgi", 110.0, 1100, 6.0),
+                row(3, "wsgi", 80.0, 800, 7.0),
+            ]
+        }
+    }
+
+    medians = {m["stack"]: m for m in report.http_medians(results)}
+
+    assert medians["asgi"]["rps"] == 110.0
+    assert medians["wsgi"]["rps"] == 90.0
+    assert medians["asgi"]["rounds"] == 3
+    assert medians["asgi"]["cpu_ms_per_request"] == pytest.approx(1000 * 18.0 / 3300)
+    assert "| idle | 16 | 3 | 110 | 90 | 1.22x |" in report.http_side_by_side(results)

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
+from config import collector
 from events import broker
 from worker import process
 
@@ -82,6 +83,6 @@ def with_worker(app: ASGIApp) -> Lifespan:
     """The application, with the periodic jobs started and stopped by the ASGI lifespan."""
     return Lifespan(
         app,
-        on_startup=[_start_worker, broker.close_streams_on_signal],
+        on_startup=[collector.tune, _start_worker, broker.close_streams_on_signal],
         on_shutdown=[broker.aclose, broker.restore_signal_handlers, process.astop],
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import pytest
 
+from config import collector
 from events import broker
 from worker import process
 from worker.lifespan import Lifespan, with_worker
@@ -58,6 +60,7 @@ async def test_startup_starts_the_runner_on_the_serving_loop_and_shutdown_stops_
     server = Server(with_worker(django_never_called))
 
     assert (await server.say("lifespan.startup"))["type"] == "lifespan.startup.complete"
+    assert gc.get_threshold()[0] == collector.YOUNG_THRESHOLD, "tuned for many streams"
     while len(counted) < 3:
         await asyncio.sleep(0.01)
     assert process.status()["mode"] == "serving_loop"
