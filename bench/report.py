@@ -494,6 +494,7 @@ def _http_plot(results: dict[str, Any], path: Path) -> None:
         axes.set_xscale("log", base=2)
         axes.set_xlabel("concurrent connections")
         axes.set_ylabel(ylabel)
+        axes.set_ylim(bottom=0)
         axes.grid(True, which="both", alpha=0.3)
     rps_axes.legend(fontsize=8)
     figure.suptitle(

@@ -42,6 +42,7 @@ from bench.stats import percentile, rounded
 CONNECT_CONCURRENCY = 200  # streams being opened at once
 EVENT_TIMEOUT = 120.0  # seconds for an event to reach every subscriber before the run fails
 SETTLE_SECONDS = 2.0  # after a level's streams are open, before measuring memory
+HOLD_WAIT = 5.0  # seconds a stream opened on gunicorn has to be answered to count as held
 
 
 def _status(pid: int, name: str) -> int:
@@ -127,6 +128,33 @@ class Api:
         return sent
 
 
+async def held(*, port: int, token: str, attempts: int) -> dict[str, Any]:
+    """Open ``attempts`` streams at once; count those answered within ``HOLD_WAIT``, then
+    whether the server still answers ``/healthz`` while they are open."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answered(request: bytes) -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        writer.write(request)
+        try:
+            status = await asyncio.wait_for(reader.readline(), HOLD_WAIT)
+        except TimeoutError:
+            return False
+        return status.startswith(b"HTTP/1.1 200")
+
+    stream = (
+        f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    try:
+        streams = await asyncio.gather(*(answered(stream) for _ in range(attempts)))
+        probe = await answered(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    finally:
+        for writer in writers:
+            writer.close()
+    return {"attempted": attempts, "held": sum(streams), "healthz_answered": probe}
+
+
 async def _event(api: Api, fanout: Fanout, path: str, event_type: str, expected: int) -> float:
     fanout.arm(event_type, expected)
     sent = await api.post(path)
@@ -208,6 +236,42 @@ async def measure(
     return [{**row, "rss_before_mib": rounded(rss_before / 1024, 1)} for row in results]
 
 
+def plot_name(vendor: str) -> str:
+    return f"benchmarks-stream-{vendor}.png"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Fan-out times and memory per subscriber, by number of subscribers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = results["levels"]
+    subscribers = [row["subscribers"] for row in levels]
+    figure, (times, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label, marker in (
+        ("fanout_p50_ms", "p50", "o"),
+        ("fanout_p99_ms", "p99", "s"),
+        ("to_last_max_ms", "to the last (max)", "^"),
+    ):
+        times.plot(subscribers, [row[key] for row in levels], marker=marker, label=label)
+    times.axhline(500, color="black", linestyle=":", label="p99 target")
+    times.set_ylabel("from the stop request to the event (ms)")
+    memory.plot(subscribers, [row["rss_per_subscriber_kib"] for row in levels], marker="o")
+    memory.axhline(50, color="black", linestyle=":", label="target")
+    memory.set_ylabel("server RSS per subscriber (KiB)")
+    memory.set_ylim(bottom=0)
+    for axes in (times, memory):
+        axes.set_xlabel("subscribers on one uvicorn process")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle(f"Server-Sent Events; {results['machine']['database']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = [
@@ -232,6 +296,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"{row['fanout_p50_ms']} ms | {row['fanout_p99_ms']} ms | "
             f"{row['to_last_median_ms']} / {row['to_last_max_ms']} ms |"
         )
+    gunicorn = results.get("gunicorn")
+    if gunicorn:
+        lines += [
+            "",
+            f"gunicorn gthread (`--threads {gunicorn['threads']}`, the same streams as a sync "
+            f"view): {gunicorn['attempted']} streams opened at once, {gunicorn['held']} "
+            f"answered within {gunicorn['wait_seconds']:g} s; `/healthz` answered meanwhile: "
+            f"{'yes' if gunicorn['healthz_answered'] else 'no'}.",
+        ]
     return "\n".join(lines)
 
 
@@ -243,6 +316,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--trials", type=_positive, default=10, help="stops per level (10)")
     p.add_argument("--out", type=Path, default=Path("docs"), help="where the JSON goes (docs)")
+    p.add_argument(
+        "--gunicorn-threads",
+        type=_positive,
+        default=16,
+        help="threads of the gunicorn gthread stack the streams are also opened on (16)",
+    )
     return p
 
 
@@ -289,6 +368,17 @@ def main(argv: list[str] | None = None) -> int:
             ),
             loop_factory=uvloop.new_event_loop,
         )
+        server.stop()
+        server = None
+        # The same streams as sync views under gunicorn gthread: one thread each.
+        server = servers.wsgi(port=port, threads=args.gunicorn_threads, env=dict(os.environ))
+        server.start()
+        server.wait_until_answering(f"http://127.0.0.1:{port}/healthz")
+        gunicorn = asyncio.run(
+            held(port=port, token=token, attempts=args.gunicorn_threads * 4),
+            loop_factory=uvloop.new_event_loop,
+        )
+        _say(f"gunicorn {gunicorn}")
     finally:
         if server is not None:
             server.stop()
@@ -302,12 +392,14 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["uv", "run", "python", "-m", "bench.stream", *arguments]),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "levels": levels,
+        "gunicorn": {"threads": args.gunicorn_threads, "wait_seconds": HOLD_WAIT, **gunicorn},
         "load_average_at_end": machine.load_average(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"benchmarks-stream-{vendor}.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
-    _say(f"results in {path}")
+    plot(results, args.out / plot_name(vendor))
+    _say(f"results in {path}, plot in {plot_name(vendor)}")
     sys.stdout.write(markdown(results) + "\n")
     return 0
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/timesheets/<int:timesheet_id>", sync_views.get_timesheet),
     path("api/timesheets/<int:timesheet_id>/start", sync_views.start_timesheet),
     path("api/timesheets/<int:timesheet_id>/stop", sync_views.stop_timesheet),
+    path("api/events", sync_views.follow_events),
 ]

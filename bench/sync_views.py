@@ -8,12 +8,23 @@ the benchmark (``bench.sync_settings``).
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+import time
+from collections.abc import Iterator
+
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from config.api import JsonEncoder
+from events.api import RETRY_MILLISECONDS, event_message
+from events.models import Event
 from timesheets.auth import MAX_TOKEN_LENGTH
 from timesheets.models import ApiToken
 from timesheets.schemas import TimesheetOut
@@ -78,3 +89,31 @@ def start_timesheet(request: HttpRequest, timesheet_id: int) -> HttpResponse:
 @require_POST
 def stop_timesheet(request: HttpRequest, timesheet_id: int) -> HttpResponse:
     return _answer(request, timesheet_id, "stop")
+
+
+SYNC_POLL_INTERVAL = 0.2  # seconds between two reads of the outbox by one sync stream
+
+
+def _events_after(owner_id: int, after: int) -> Iterator[bytes]:
+    """The stream as a sync view serves it: its thread reads the outbox, sleeps, reads again."""
+    yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
+    while True:
+        for event in Event.objects.filter(owner_id=owner_id, id__gt=after).order_by("id")[:500]:
+            yield event_message(event)
+            after = event.pk
+        time.sleep(SYNC_POLL_INTERVAL)
+
+
+@csrf_exempt
+@require_GET
+def follow_events(request: HttpRequest) -> HttpResponseBase:
+    """``GET /api/events`` written without async: a thread held for as long as the stream."""
+    owner_id = _caller_id(request)
+    if owner_id is None:
+        return _json({"detail": "Authentication required."}, status=401)
+    after = request.GET.get("last_event_id")
+    latest = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    return StreamingHttpResponse(
+        _events_after(owner_id, int(after) if after else latest),
+        content_type="text/event-stream",
+    )

@@ -206,11 +206,41 @@ def measure_sync(*, owner_id: int, events: int, sample: int, total: int) -> dict
     }
 
 
+PLOT = "benchmarks-webhooks.png"  # next to the document
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """The job's median time against the sequential loop's, per database (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    figure, axes = plt.subplots(figsize=(7, 3.2))
+    names = [run["machine"]["database"].split(" (")[0] for run in runs]
+    positions = range(len(runs))
+    job = [run["async"]["median_seconds"] for run in runs]
+    loop = [run["sync"]["extrapolated_seconds"] for run in runs]
+    axes.barh([p + 0.2 for p in positions], loop, 0.4, color="tab:orange", label="sequential")
+    axes.barh([p - 0.2 for p in positions], job, 0.4, color="tab:blue", label="the webhook job")
+    axes.axvline(TARGET_SECONDS, color="black", linestyle=":", label="target")
+    axes.set_yticks(list(positions), names)
+    axes.set_xscale("log")
+    axes.set_xlabel(f"seconds for {results['deliveries']:,} deliveries (log scale)")
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def section(results: dict[str, Any]) -> str:
     runs = results["runs"]
     machine = runs[0]["machine"]
     lines = [
         "## Webhooks: concurrent deliveries against a sequential loop",
+        "",
+        f"![The webhook job against the sequential loop]({PLOT})",
         "",
         f"Command: `{results['command']}` ({results['finished_at']}).",
         f"Machine: {machine['cpus']} cores ({machine['cpu_model']}), "
@@ -377,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample": args.sample,
         "repeat": args.repeat,
     }
+    plot(results, args.document.parent / PLOT)
     update_document(args.document, section(results))
     _say(f"section written at the end of {args.document}")
     return 0

@@ -402,6 +402,8 @@ def test_the_stream_benchmark_runs_end_to_end(tmp_path: Path) -> None:
             "2,5",
             "--trials",
             "2",
+            "--gunicorn-threads",
+            "2",
             "--out",
             str(tmp_path),
         ],
@@ -424,6 +426,15 @@ def test_the_stream_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         assert 0 < row["fanout_p50_ms"] <= row["fanout_p99_ms"] <= row["to_last_max_ms"]
     assert results["command"].startswith("uv run python -m bench.stream --database ")
     assert "| 5 | " in completed.stdout
+    assert (tmp_path / f"benchmarks-stream-{_vendor()}.png").read_bytes().startswith(b"\x89PNG")
+    # The sync stack holds one stream per thread, and then answers nothing else.
+    assert results["gunicorn"] == {
+        "threads": 2,
+        "wait_seconds": 5.0,
+        "attempted": 8,
+        "held": 2,
+        "healthz_answered": False,
+    }
 
 
 def test_the_instructions_section_stays_the_documents_last(tmp_path: Path) -> None:

@@ -63,6 +63,12 @@ def test_the_section_judges_the_target_on_the_median() -> None:
     assert text.count("**Missed on") == 1
 
 
+def test_the_plot_is_drawn_from_the_results(tmp_path: Path) -> None:
+    webhooks.plot(results(2.5, 5.5), tmp_path / webhooks.PLOT)
+
+    assert (tmp_path / webhooks.PLOT).read_bytes().startswith(b"\x89PNG")
+
+
 def test_the_section_goes_at_the_end_and_is_replaced_in_place(tmp_path: Path) -> None:
     document = tmp_path / "benchmarks.md"
     document.write_text("# Benchmarks\n\nText.\n")
@@ -118,3 +124,5 @@ def test_a_smoke_run_measures_and_writes_the_section(tmp_path: Path) -> None:
     text = document.read_text()
     assert "20 deliveries (5 subscriptions x 4 events)" in text
     assert "| 2 in " in text
+    assert f"]({webhooks.PLOT})" in text
+    assert (tmp_path / webhooks.PLOT).read_bytes().startswith(b"\x89PNG")
