@@ -18,6 +18,7 @@ from django.http import Http404
 from django.test import AsyncClient, RequestFactory
 
 from config.api import JsonEncoder, JsonParser, MalformedBody, api
+from tests.asgi import http_scope
 from timesheets.models import Project, Timesheet
 
 JSON = "application/json"
@@ -146,21 +147,12 @@ async def asgi_post(path: str, chunks: list[bytes], headers: dict[str, str]) -> 
             if not message.get("more_body", False):
                 done.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"localhost")]
+    scope = http_scope(
+        "POST",
+        path,
+        [(b"host", b"localhost")]
         + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("localhost", 80),
-    }
+    )
     await application(scope, receive, send)
     return answer
 

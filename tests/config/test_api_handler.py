@@ -24,6 +24,7 @@ from django.test import Client
 
 from config.api_handler import ApiHandler, HandlerChanged, check_handler, serves
 from config.asgi import application
+from tests.asgi import http_scope
 from timesheets.models import Project, Timesheet
 from timesheets.services import timesheet_create
 
@@ -51,17 +52,10 @@ async def call(
     hops: list[str] | None = None,
 ) -> Answer:
     """One request to the project's ASGI application; each thread hop is appended to ``hops``."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
+    scope = http_scope(
+        method,
+        path,
+        [
             (name.lower().encode(), value.encode())
             for name, value in {
                 "host": "testserver",
@@ -70,9 +64,7 @@ async def call(
                 **(headers or {}),
             }.items()
         ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
+    )
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict[str, Any]] = []
 

@@ -15,6 +15,7 @@ from django.core import signals
 from config import threads
 from config.asgi import application
 from config.threads import RequestThreads, release_request_thread
+from tests.asgi import http_scope
 
 
 def test_asgiref_still_has_what_lending_uses() -> None:
@@ -75,20 +76,7 @@ def serve(paths: list[str]) -> list[int]:
     loop of a thread no synchronous caller waits on. Answers the status of each."""
 
     async def one(path: str) -> int:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"testserver")],
-            "client": ("127.0.0.1", 40000),
-            "server": ("testserver", 80),
-        }
+        scope = http_scope("GET", path, [(b"host", b"testserver")])
         sent: list[Mapping[str, Any]] = []
         received = False
 
