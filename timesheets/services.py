@@ -295,9 +295,10 @@ def timesheet_accrue_running(
     """Accrue every running timesheet up to now, a batch at a time; return the rows advanced.
 
     Only rows whose watermark is behind now move, so any number of processes may run this at
-    once and every second is still counted exactly once; batches lock rows in id order and skip
-    those another transaction holds, so accruing processes never wait for each other nor for a
-    start or stop, and a start or stop waits for one batch at most.
+    once and every second is still counted exactly once; batches go in id order and skip the
+    rows another transaction holds (on PostgreSQL after a millisecond's wait, see the backend),
+    so accruing processes never wait for each other nor for a start or stop, and a start or
+    stop waits for one batch at most.
     """
     moved, after = 0, 0
     while (batch := _accrue_batch(after_id=after, size=batch_size, now=now)).last_id is not None:

@@ -186,10 +186,43 @@ def test_the_accrual_skips_a_row_another_transaction_holds(
         assert timesheet_accrue_running() == 1
         assert Timesheet.objects.get(pk=held.pk).accrued_until == held.accrued_until
         assert Timesheet.objects.get(pk=free.pk).accrued_until > free.accrued_until  # type: ignore[operator]
+        assert lockers(free.pk) != ["0"], "the batch locked the rows it could take, then moved them"
         other.rollback()
 
     assert timesheet_accrue_running() == 2, "the next accrual takes it"
     assert_invariants(now=timezone.now())
+
+
+@pytest.mark.postgresql
+def test_an_accrual_writes_rows_no_one_holds_once(
+    make_user: Callable[[str], User], project: Project
+) -> None:
+    """Locking a row is a write of its own: rows no one holds are updated without one."""
+    running = [
+        timesheet_create(
+            owner=make_user(f"person{index}"),
+            project=project,
+            description="",
+            now=timezone.now(),
+            start=True,
+        ).pk
+        for index in range(5)
+    ]
+
+    assert timesheet_accrue_running(batch_size=2) == 5
+
+    assert lockers(*running) == ["0"] * 5
+    assert_invariants(now=timezone.now())
+
+
+def lockers(*timesheet_ids: int) -> list[str]:
+    """The transaction that last locked or updated each row's current version, or "0"."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT xmax::text FROM timesheets_timesheet WHERE id = ANY(%s) ORDER BY id",
+            [list(timesheet_ids)],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def test_an_accrual_kept_waiting_past_its_bound_is_deferred_and_changes_nothing(
