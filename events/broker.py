@@ -43,6 +43,7 @@ POLL_INTERVAL = 1.0  # seconds between two reads of the outbox on SQLite
 NOTIFIED_POLL_INTERVAL = 30.0  # seconds
 READ_BATCH = 500  # events read from the outbox per query
 QUEUE_CAPACITY = 1_000  # events a subscriber may fall behind before it is disconnected
+TIMER_SLACK = 0.002  # seconds: event loops may run a timer this much before its time
 RECONNECT_FIRST_DELAY = 0.5  # seconds before the first attempt to reconnect LISTEN
 RECONNECT_MAX_DELAY = 30.0  # seconds: the backoff doubles up to this
 # libpq takes what Django's connection parameters give, less the keys that are Django's or
@@ -65,7 +66,10 @@ class Subscription:
 
     Events wait in a deque and the stream in one future, rather than in an ``asyncio.Queue``
     under ``asyncio.timeout``: a fan-out hands the same event to thousands of streams, and the
-    queue's and the timeout's bookkeeping per stream and per event was most of its cost.
+    queue's and the timeout's bookkeeping per stream and per event was most of its cost. For
+    the same reason the timer that ends a quiet wait outlives the waits: it is set once and,
+    when it fires during a later wait, set again for that wait's end, rather than set and
+    cancelled around every event.
     """
 
     owner_id: int | None
@@ -75,6 +79,9 @@ class Subscription:
     reason: str = ""  # why it was closed: "slow" or "shutdown"
     on_close: Callable[[], object] | None = None
     _waiter: asyncio.Future[None] | None = None
+    _quiet_until = 0.0  # loop time at which the current wait ends without an event
+    _timer: asyncio.TimerHandle | None = None
+    _timer_at = 0.0
 
     def concerns(self, event: Event) -> bool:
         return self.everyone or event.owner_id == self.owner_id
@@ -103,15 +110,34 @@ class Subscription:
         if not self.pending and not self.reason:
             loop = asyncio.get_running_loop()
             self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(within, _wake, waiter)
+            self._quiet_until = until = loop.time() + within
+            if self._timer is None or self._timer_at > until:
+                self._set_timer(loop, until)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         if self.reason:
             raise Closed(self.reason)
         return self.pending.popleft() if self.pending else None
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _set_timer(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        self.stop_timer()
+        self._timer, self._timer_at = loop.call_at(at, self._timer_fired, loop), at
+
+    def _timer_fired(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # not waiting: the next wait sets a timer of its own
+        if loop.time() < self._quiet_until - TIMER_SLACK:
+            self._set_timer(loop, self._quiet_until)  # an event came since it was set
+        else:
+            _wake(self._waiter)
 
 
 def _release_connection() -> None:
@@ -160,6 +186,7 @@ class Broker:
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        subscription.stop_timer()
         self.subscriptions.discard(subscription)
         if not self.subscriptions:
             self._stop()
