@@ -95,65 +95,66 @@ SELECT (SELECT count(*) FROM stopped), (SELECT count(*) FROM opened),
        (SELECT count(*) FROM started), (SELECT count(*) FROM recorded)
 """  # noqa: S608  (constants only; values are parameters)
 
-# A batch: the next running timesheets in id order that no one else holds (a start or a stop
-# holding one is skipped; the next accrual takes it), locked, then moved to the target. Several
-# processes take disjoint batches and never wait for each other, so none can deadlock.
-# The UPDATE finds the locked rows by their physical address (a TID scan, no index probe per
-# row): locking a row leaves it where it is, and no one else can move it while it is locked.
-# Should the lock have followed a row to a newer version than the address read, the address no
-# longer matches and the row waits for the next accrual; no time is lost, since an accrual moves
-# a watermark from where it is.
-# The next batch of running rows, by id range, updated without locking them first: one write
-# per row, as cheap as a single UPDATE over the table. A row another transaction holds makes it
-# wait, so it runs under SHORT_LOCK_WAIT and the batch falls back to ACCRUE_BATCH.
-ACCRUE_RANGE = f"""
+# Where an accrual moves a running timesheet's watermark: the statement's clock, capped at the
+# end of the maximum run. Only a watermark behind it moves, so a row that two processes reach
+# is counted once, and a watermark never goes back.
+TARGET: LiteralString = "LEAST(clock.now, t.running_since + %(max_run)s::interval)"
+
+
+def _accrual(*, batch: LiteralString, rows: LiteralString, last_id: LiteralString) -> str:
+    """One accrual batch: the ``batch`` CTE chooses the rows (``rows`` joins them to the table),
+    they move to the target, and the statement answers how many moved and the batch's last id."""
+    return f"""
 WITH {CLOCK},
-upper AS MATERIALIZED (
+{batch},
+moved AS (
+    UPDATE {TIMESHEETS} t
+    SET imputed = t.imputed + ({TARGET} - t.accrued_until), accrued_until = {TARGET}
+    FROM {rows}
+      AND t.status = 'running'
+      AND t.accrued_until < {TARGET}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved), {last_id}
+"""  # noqa: S608  (constants only; values are parameters)
+
+
+# The next running timesheets in id order, updated by id range without locking them first: a
+# row lock is a write of its own, as costly as the update. A row someone holds (a start, a
+# stop, another accruing process) would make the UPDATE wait for it, so it runs under
+# SHORT_LOCK_WAIT_MS and the batch then falls back to ACCRUE_BATCH.
+ACCRUE_RANGE = _accrual(
+    batch=f"""upper AS MATERIALIZED (
     SELECT max(id) AS id FROM (
         SELECT id FROM {TIMESHEETS}
         WHERE status = 'running' AND id > %(after)s
         ORDER BY id
         LIMIT %(size)s
     ) AS batch
-),
-moved AS (
-    UPDATE {TIMESHEETS} t
-    SET imputed = t.imputed
-            + (LEAST(clock.now, t.running_since + %(max_run)s::interval) - t.accrued_until),
-        accrued_until = LEAST(clock.now, t.running_since + %(max_run)s::interval)
-    FROM clock, upper
-    WHERE t.id > %(after)s AND t.id <= upper.id
-      AND t.status = 'running'
-      AND t.accrued_until < LEAST(clock.now, t.running_since + %(max_run)s::interval)
-    RETURNING 1
+)""",  # noqa: S608
+    rows="clock, upper WHERE t.id > %(after)s AND t.id <= upper.id",
+    last_id="(SELECT id FROM upper)",
 )
-SELECT (SELECT count(*) FROM moved), (SELECT id FROM upper)
-"""  # noqa: S608
 
-# The same batch when some of its rows are held: lock the rows no one else holds, in id order,
-# and update those; the held ones are left to the next accrual.
-ACCRUE_BATCH = f"""
-WITH {CLOCK},
-batch AS MATERIALIZED (
+# The same batch when some of its rows are held: the next running timesheets in id order that
+# no one else holds are locked, then moved; the held ones wait for the next accrual. Several
+# processes take disjoint batches this way and never wait for each other, so none can
+# deadlock. The UPDATE finds the locked rows by their physical address (a TID scan, no index
+# probe per row): locking a row leaves it where it is, and no one else can move it while it is
+# locked. Should the lock have followed a row to a newer version than the address read, the
+# address no longer matches and the row waits for the next accrual; no time is lost, since an
+# accrual moves a watermark from where it is.
+ACCRUE_BATCH = _accrual(
+    batch=f"""batch AS MATERIALIZED (
     SELECT id, ctid FROM {TIMESHEETS}
     WHERE status = 'running' AND id > %(after)s
     ORDER BY id
     LIMIT %(size)s
     FOR NO KEY UPDATE SKIP LOCKED
-),
-moved AS (
-    UPDATE {TIMESHEETS} t
-    SET imputed = t.imputed
-            + (LEAST(clock.now, t.running_since + %(max_run)s::interval) - t.accrued_until),
-        accrued_until = LEAST(clock.now, t.running_since + %(max_run)s::interval)
-    FROM clock
-    WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM batch))
-      AND t.status = 'running'
-      AND t.accrued_until < LEAST(clock.now, t.running_since + %(max_run)s::interval)
-    RETURNING 1
+)""",  # noqa: S608
+    rows="clock WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM batch))",
+    last_id="(SELECT max(id) FROM batch)",
 )
-SELECT (SELECT count(*) FROM moved), (SELECT max(id) FROM batch)
-"""  # noqa: S608
 
 
 def _row(sql: str, **parameters: Any) -> tuple[Any, ...]:
