@@ -32,9 +32,9 @@ def _one_batch() -> Any:
     One batch only: a whole pass, even moving nothing, would lock every row once and leave
     the measured run pages the floor's warm-up does not.
     """
-    from timesheets.services import _accrue_batch
+    from timesheets.services import _accrue_range
 
-    return _accrue_batch(after_id=0, size=1, now=EPOCH)
+    return _accrue_range(after_id=0, last_id=1, now=EPOCH)
 
 
 def _accrual_functions(

@@ -33,13 +33,14 @@ from django.db.models import (
     Subquery,
     Sum,
     When,
+    Window,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, RowNumber
 
 from events.models import Event
 from events.services import NewEvent, event_record
 from timesheets import clock
-from timesheets.backends import Batch, Ending, Opening, backend
+from timesheets.backends import Ending, Opening, backend
 from timesheets.exceptions import (
     CorrectionRefused,
     ProjectCodeTaken,
@@ -294,16 +295,19 @@ def timesheet_accrue_running(
 ) -> int:
     """Accrue every running timesheet up to now, a batch at a time; return the rows advanced.
 
-    Only rows whose watermark is behind now move, so any number of processes may run this at
-    once and every second is still counted exactly once; batches go in id order and skip the
-    rows another transaction holds (on PostgreSQL after a millisecond's wait, see the backend),
-    so accruing processes never wait for each other nor for a start or stop, and a start or
-    stop waits for one batch at most.
+    The batches are ranges of ids, each holding ``batch_size`` of the timesheets running when
+    the accrual begins, read once by one statement, then moved one range per transaction in id
+    order. Only rows whose watermark is behind now move, so any number of processes may run
+    this at once and every second is still counted exactly once; a batch skips the rows another
+    transaction holds (on PostgreSQL after a millisecond's wait, see the backend), so accruing
+    processes never wait for each other nor for a start or stop, and a start or stop waits for
+    one batch at most. A timesheet started during the accrual above the last range has accrued
+    next to nothing: the next accrual takes it.
     """
     moved, after = 0, 0
-    while (batch := _accrue_batch(after_id=after, size=batch_size, now=now)).last_id is not None:
-        moved += batch.moved
-        after = batch.last_id
+    for last in _accrual_batches(size=batch_size):
+        moved += _accrue_range(after_id=after, last_id=last, now=now)
+        after = last
     return moved
 
 
@@ -312,12 +316,10 @@ async def timesheet_aaccrue_running(
 ) -> int:
     """``timesheet_accrue_running`` driven from the event loop, one database call per batch."""
     moved, after = 0, 0
-    while True:
-        batch = await sync_to_async(_accrue_batch)(after_id=after, size=batch_size, now=now)
-        if batch.last_id is None:
-            return moved
-        moved += batch.moved
-        after = batch.last_id
+    for last in await sync_to_async(_accrual_batches)(size=batch_size):
+        moved += await sync_to_async(_accrue_range)(after_id=after, last_id=last, now=now)
+        after = last
+    return moved
 
 
 def timesheet_stop_forgotten(*, now: datetime | None = None) -> int:
@@ -615,11 +617,29 @@ def _job_transaction(*, durable: bool = True) -> AbstractContextManager[None]:
     )
 
 
-def _accrue_batch(*, after_id: int, size: int, now: datetime | None) -> Batch:
+def _accrual_batches(*, size: int) -> list[int]:
+    """The last id of each batch of ``size`` running timesheets, in id order."""
+    with _job_transaction():
+        running = Timesheet.objects.filter(status=RUNNING)
+        # Read through the index of running ids, numbered in one pass.
+        ends = list(
+            running.annotate(number=Window(RowNumber(), order_by=F("pk").asc()))
+            .annotate(place=F("number") % size)
+            .filter(place=0)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        last = running.aggregate(last=Max("pk"))["last"]
+    if last is not None and (not ends or ends[-1] < last):
+        ends.append(last)
+    return ends
+
+
+def _accrue_range(*, after_id: int, last_id: int, now: datetime | None) -> int:
     # An accrual lost to a crash is redone by the next one: its commits need not wait.
     with _job_transaction(durable=False):
-        return backend().accrue_batch(
-            after_id=after_id, size=size, now=now, max_run=max_run_length()
+        return backend().accrue_range(
+            after_id=after_id, last_id=last_id, now=now, max_run=max_run_length()
         )
 
 

@@ -14,7 +14,7 @@ from events.models import Event
 from tests.conftest import T0, at
 from tests.invariants import assert_invariants, segments_total
 from timesheets import services
-from timesheets.backends import Batch, backend
+from timesheets.backends import backend
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
 from timesheets.models import ApiToken, Profile, Project, Segment, Timesheet
 from timesheets.services import (
@@ -257,19 +257,23 @@ class TestAccrue:
     ) -> None:
         running = [new(make_user(f"u{n}"), project, start_at=n) for n in range(5)]
         idle = new(running[0].owner, project)  # never started
-        batches: list[Batch] = []
-        batch = services._accrue_batch
+        batches: list[tuple[int, int, int]] = []
+        accrue_range = services._accrue_range
 
-        def recorded(**arguments: Any) -> Batch:
-            batches.append(batch(**arguments))
-            return batches[-1]
+        def recorded(**arguments: Any) -> int:
+            moved = accrue_range(**arguments)
+            batches.append((arguments["after_id"], arguments["last_id"], moved))
+            return moved
 
-        monkeypatch.setattr(services, "_accrue_batch", recorded)
+        monkeypatch.setattr(services, "_accrue_range", recorded)
 
         advanced = accrue(now=at(10), batch_size=2)
 
         assert advanced == 5
-        assert [b.moved for b in batches] == [2, 2, 1, 0], "two per batch, then none left"
+        ids = [t.pk for t in running]
+        assert batches == [(0, ids[1], 2), (ids[1], ids[3], 2), (ids[3], ids[4], 1)], (
+            "two per batch, by id range, the last one what remains"
+        )
         assert [fresh(t).imputed for t in running] == [timedelta(seconds=10 - n) for n in range(5)]
         assert all(fresh(t).accrued_until == at(10) for t in running)
         assert fresh(idle).imputed == timedelta(0)
@@ -596,7 +600,15 @@ class TestProfile:
 
 def job_session() -> dict[str, str]:
     """How long the statements of the current transaction may wait, as the database says."""
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    return session_of(connection.connection)
+
+
+def session_of(driver_connection: Any) -> dict[str, str]:
+    """``job_session`` asked on the driver's connection itself, which no execute wrapper
+    sees."""
+    cursor = driver_connection.cursor()
+    try:
         if connection.vendor == "postgresql":
             shown = {}
             for name in ("lock_timeout", "statement_timeout", "synchronous_commit"):
@@ -605,33 +617,40 @@ def job_session() -> dict[str, str]:
             return shown
         cursor.execute("PRAGMA busy_timeout")
         return {"busy_timeout_ms": str(cursor.fetchone()[0])}
+    finally:
+        cursor.close()
 
 
 class TestJobTimeouts:
     """Every statement of a job gives up after 2 s waiting for a lock and 5 s in all (on
     SQLite, 5 s waiting for the database), so a blocked job never holds up a graceful stop."""
 
-    def test_each_accrual_batch_runs_under_them_and_need_not_wait_for_the_disk(
-        self, alice: Any, project: Project, monkeypatch: pytest.MonkeyPatch, on_postgresql: bool
+    def test_each_accrual_statement_runs_under_them_and_a_batch_need_not_wait_for_the_disk(
+        self, make_user: Any, project: Project, on_postgresql: bool
     ) -> None:
-        new(alice, project, start_at=0)
-        seen: list[dict[str, str]] = []
-        accrue_batch = backend().accrue_batch
+        for n in range(3):
+            new(make_user(f"u{n}"), project, start_at=n)
+        seen: list[tuple[str, dict[str, str]]] = []
 
-        def observed(**arguments: Any) -> Batch:
-            seen.append(job_session())
-            return accrue_batch(**arguments)
+        def observed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            verb = sql.split(None, 1)[0].upper()
+            if verb in {"SELECT", "WITH", "UPDATE"}:  # what reads or writes the data
+                seen.append((verb, session_of(context["connection"].connection)))
+            return execute(sql, params, many, context)
 
-        monkeypatch.setattr(backend(), "accrue_batch", observed)
+        with connection.execute_wrapper(observed):
+            assert timesheet_accrue_running(now=at(5), batch_size=2) == 3
 
-        timesheet_accrue_running(now=at(5))
-
-        job = (
-            {"lock_timeout": "2s", "statement_timeout": "5s", "synchronous_commit": "off"}
-            if on_postgresql
-            else {"busy_timeout_ms": "5000"}
-        )
-        assert seen == [job, job], "the batch with the row, then the empty one"
+        if on_postgresql:
+            job = {"lock_timeout": "2s", "statement_timeout": "5s", "synchronous_commit": "on"}
+            batch = {**job, "lock_timeout": "1ms", "synchronous_commit": "off"}
+            assert seen == [("SELECT", job), ("SELECT", job), ("WITH", batch), ("WITH", batch)], (
+                "the batches' ends and the last id, then two batches, each waiting a millisecond "
+                "for a row at most"
+            )
+        else:
+            job = {"busy_timeout_ms": "5000"}
+            assert seen == [("SELECT", job), ("SELECT", job), ("UPDATE", job), ("UPDATE", job)]
 
     def test_the_forgotten_run_job_runs_under_them_and_its_commits_are_durable(
         self,

@@ -43,14 +43,6 @@ class Opening:
     exclusive: bool
 
 
-@dataclass(frozen=True)
-class Batch:
-    """What one batch of an accrual did: rows moved, and the last id it looked at."""
-
-    moved: int
-    last_id: int | None
-
-
 class Backend(Protocol):
     def write_runs(
         self,
@@ -64,9 +56,12 @@ class Backend(Protocol):
         """End these runs, start that one, record the events, all at ``at``."""
         ...
 
-    def accrue_batch(
-        self, *, after_id: int, size: int, now: datetime | None, max_run: timedelta | None
-    ) -> Batch: ...
+    def accrue_range(
+        self, *, after_id: int, last_id: int, now: datetime | None, max_run: timedelta | None
+    ) -> int:
+        """Move the watermarks of the running timesheets whose id is in ``(after_id,
+        last_id]`` up to now, capped at ``max_run``; return how many moved."""
+        ...
 
     def job_transaction(
         self, *, lock_timeout: float, statement_timeout: float, durable: bool = True

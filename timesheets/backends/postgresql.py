@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from events.models import Event
 from events.services import ORDER_LOCK, NewEvent
-from timesheets.backends import Batch, Ending, Opening
+from timesheets.backends import Ending, Opening
 from timesheets.exceptions import DatabaseBusy
 from timesheets.models import Segment, Timesheet
 
@@ -101,59 +101,45 @@ SELECT (SELECT count(*) FROM stopped), (SELECT count(*) FROM opened),
 TARGET: LiteralString = "LEAST(clock.now, t.running_since + %(max_run)s::interval)"
 
 
-def _accrual(*, batch: LiteralString, rows: LiteralString, last_id: LiteralString) -> str:
-    """One accrual batch: the ``batch`` CTE chooses the rows (``rows`` joins them to the table),
-    they move to the target, and the statement answers how many moved and the batch's last id."""
+def _accrual(*, before: LiteralString, rows: LiteralString) -> str:
+    """One accrual batch: the rows ``rows`` chooses (after the CTEs ``before``) move to the
+    target; the statement answers how many moved."""
     return f"""
-WITH {CLOCK},
-{batch},
+WITH {CLOCK}{before},
 moved AS (
     UPDATE {TIMESHEETS} t
     SET imputed = t.imputed + ({TARGET} - t.accrued_until), accrued_until = {TARGET}
-    FROM {rows}
+    FROM clock
+    WHERE {rows}
       AND t.status = 'running'
       AND t.accrued_until < {TARGET}
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM moved), {last_id}
+SELECT count(*) FROM moved
 """  # noqa: S608  (constants only; values are parameters)
 
 
-# The next running timesheets in id order, updated by id range without locking them first: a
-# row lock is a write of its own, as costly as the update. A row someone holds (a start, a
-# stop, another accruing process) would make the UPDATE wait for it, so it runs under
-# SHORT_LOCK_WAIT_MS and the batch then falls back to ACCRUE_BATCH.
-ACCRUE_RANGE = _accrual(
-    batch=f"""upper AS MATERIALIZED (
-    SELECT max(id) AS id FROM (
-        SELECT id FROM {TIMESHEETS}
-        WHERE status = 'running' AND id > %(after)s
-        ORDER BY id
-        LIMIT %(size)s
-    ) AS batch
-)""",  # noqa: S608
-    rows="clock, upper WHERE t.id > %(after)s AND t.id <= upper.id",
-    last_id="(SELECT id FROM upper)",
-)
+# The batch's running timesheets, updated by id range without locking them first: a row lock
+# is a write of its own, as costly as the update. A row someone holds (a start, a stop,
+# another accruing process) would make the UPDATE wait for it, so it runs under
+# SHORT_LOCK_WAIT_MS and the batch then falls back to ACCRUE_HELD_RANGE.
+ACCRUE_RANGE = _accrual(before="", rows="t.id > %(after)s AND t.id <= %(last)s")
 
-# The same batch when some of its rows are held: the next running timesheets in id order that
-# no one else holds are locked, then moved; the held ones wait for the next accrual. Several
-# processes take disjoint batches this way and never wait for each other, so none can
-# deadlock. The UPDATE finds the locked rows by their physical address (a TID scan, no index
-# probe per row): locking a row leaves it where it is, and no one else can move it while it is
-# locked. Should the lock have followed a row to a newer version than the address read, the
-# address no longer matches and the row waits for the next accrual; no time is lost, since an
-# accrual moves a watermark from where it is.
-ACCRUE_BATCH = _accrual(
-    batch=f"""batch AS MATERIALIZED (
-    SELECT id, ctid FROM {TIMESHEETS}
-    WHERE status = 'running' AND id > %(after)s
-    ORDER BY id
-    LIMIT %(size)s
+# The same batch when some of its rows are held: the ones no one else holds are locked, then
+# moved; the held ones wait for the next accrual. Several processes lock this way and never
+# wait for each other, so none can deadlock. The UPDATE finds the locked rows by their physical
+# address (a TID scan, no index probe per row): locking a row leaves it where it is, and no one
+# else can move it while it is locked. Should the lock have followed a row to a newer version
+# than the address read, the address no longer matches and the row waits for the next accrual;
+# no time is lost, since an accrual moves a watermark from where it is.
+ACCRUE_HELD_RANGE = _accrual(
+    before=f""",
+batch AS MATERIALIZED (
+    SELECT ctid FROM {TIMESHEETS}
+    WHERE status = 'running' AND id > %(after)s AND id <= %(last)s
     FOR NO KEY UPDATE SKIP LOCKED
 )""",  # noqa: S608
-    rows="clock WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM batch))",
-    last_id="(SELECT max(id) FROM batch)",
+    rows="t.ctid = ANY(ARRAY(SELECT ctid FROM batch))",
 )
 
 
@@ -204,21 +190,21 @@ class PostgreSQLBackend:
             len(events),
         )
 
-    def accrue_batch(
-        self, *, after_id: int, size: int, now: datetime | None, max_run: timedelta | None
-    ) -> Batch:
-        parameters = {"after": after_id, "size": size, "now": now, "max_run": max_run}
+    def accrue_range(
+        self, *, after_id: int, last_id: int, now: datetime | None, max_run: timedelta | None
+    ) -> int:
+        parameters = {"after": after_id, "last": last_id, "now": now, "max_run": max_run}
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 # Undone with the savepoint if the range is held: the fallback waits as long
                 # as the job's own lock timeout allows.
                 cursor.execute(f"SET LOCAL lock_timeout = {SHORT_LOCK_WAIT_MS}")
-                moved, last_id = _row(ACCRUE_RANGE, **parameters)
+                (moved,) = _row(ACCRUE_RANGE, **parameters)
         except OperationalError as error:
             if not isinstance(error.__cause__, psycopg.errors.LockNotAvailable):
                 raise
-            moved, last_id = _row(ACCRUE_BATCH, **parameters)
-        return Batch(moved=moved, last_id=last_id)
+            (moved,) = _row(ACCRUE_HELD_RANGE, **parameters)
+        return int(moved)
 
     @contextmanager
     def job_transaction(

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import Expression, F, Max
+from django.db.models import Expression, F
 from django.utils import timezone
 
 from events.services import NewEvent, event_record
-from timesheets.backends import Batch, Ending, Opening
+from timesheets.backends import Ending, Opening
 from timesheets.exceptions import DatabaseBusy
 from timesheets.expressions import Earliest, Elapsed, Plus, Shift, duration, instant
 from timesheets.models import Segment, Timesheet
@@ -68,22 +68,18 @@ class SQLiteBackend:
             )
         event_record(events=events, actor_id=actor_id, occurred_at=at)
 
-    def accrue_batch(
-        self, *, after_id: int, size: int, now: datetime | None, max_run: timedelta | None
-    ) -> Batch:
-        in_batch = Timesheet.objects.filter(status=RUNNING, pk__gt=after_id)
-        first_ids = in_batch.order_by("pk").values("pk")[:size]
-        last_id = Timesheet.objects.filter(pk__in=first_ids).aggregate(last=Max("pk"))["last"]
-        if last_id is None:
-            return Batch(moved=0, last_id=None)
+    def accrue_range(
+        self, *, after_id: int, last_id: int, now: datetime | None, max_run: timedelta | None
+    ) -> int:
         target: Expression = instant(now or timezone.now())
         if max_run is not None:
             target = Earliest(target, Shift(F("running_since"), duration(max_run)))
-        moved = in_batch.filter(pk__lte=last_id, accrued_until__lt=target).update(
+        return Timesheet.objects.filter(
+            status=RUNNING, pk__gt=after_id, pk__lte=last_id, accrued_until__lt=target
+        ).update(
             imputed=Plus(F("imputed"), Elapsed(target, F("accrued_until"))),
             accrued_until=target,
         )
-        return Batch(moved=moved, last_id=last_id)
 
     @contextmanager
     def job_transaction(
