@@ -187,7 +187,12 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="times each stack is loaded, taking turns: uvicorn first in odd rounds (1)",
     )
-    p.add_argument("--gunicorn-threads", type=_positive, default=16, help="(16)")
+    p.add_argument(
+        "--gunicorn-threads",
+        type=_positive,
+        default=16,
+        help="gunicorn's threads, and REQUEST_THREADS of uvicorn: requests at once (16)",
+    )
     p.add_argument(
         "--pool-size", type=_positive, default=16, help="DATABASE_POOL_SIZE of both servers (16)"
     )

@@ -141,6 +141,8 @@ def measure(
     env = {
         **os.environ,
         "DATABASE_POOL_SIZE": str(pool_size),
+        # As many requests at once as gunicorn has threads.
+        "REQUEST_THREADS": str(threads),
         "WORKER_TICK_SECONDS": repr(accrual_tick),
         "METRICS_TOKEN": METRICS_TOKEN,
     }

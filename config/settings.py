@@ -132,6 +132,17 @@ DATABASE_POOL_SIZE = env_int(
     maximum=1000,
     description="PostgreSQL only: the most connections one process keeps open.",
 )
+REQUEST_THREADS = env_int(
+    "REQUEST_THREADS",
+    default=10,
+    minimum=1,
+    maximum=1000,
+    description=(
+        "Requests one server process runs at once; the next ones wait their turn (the probes "
+        "never wait). On PostgreSQL more than DATABASE_POOL_SIZE only makes requests wait for "
+        "a connection."
+    ),
+)
 
 
 def _without_password(url: str) -> str:

@@ -7,6 +7,12 @@ request's hops (callgrind does not see it: it counts instructions, not the sched
 ``RequestThreads`` lends each request a single-thread executor from a free list instead
 (asgiref >= 3.13 accepts an executor the caller owns) and takes it back when the request ends.
 
+At most ``REQUEST_THREADS`` requests hold a thread at once; the others wait on the event loop,
+where waiting costs nothing, until one is given back. Without that bound every request under
+load got a thread: threads beyond the database pool's connections only waited for one, and all
+of them contended for the interpreter with the event loop (measured in docs/benchmarks.md).
+The probes never wait: a server busy with slow requests still answers them at once.
+
 A request's synchronous calls still run one after another on one thread, as Django expects
 (its database connections belong to a thread); a call the request stopped waiting for
 (a client gone) finishes before the next borrower's first call starts. A request made from
@@ -16,12 +22,16 @@ rule instead: its calls come back to the caller's thread.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import MutableMapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext
+from django.conf import settings
+
+from config.middleware import JSON_PATHS
 
 IDLE_THREADS_KEPT = 16  # threads kept for later requests; more are ended as they come back
 
@@ -46,12 +56,25 @@ def _sync_caller_waits() -> bool:
 
 
 class RequestThreads:
-    """Single-thread executors lent to requests, one each, for as long as the request lasts."""
+    """Single-thread executors lent to requests, one each, for as long as the request lasts.
 
-    def __init__(self, *, idle_kept: int = IDLE_THREADS_KEPT) -> None:
+    ``borrow`` waits while ``limit`` borrowed threads are out (``settings.REQUEST_THREADS``
+    unless given); ``lend`` never waits. The bound holds per event loop: a server has one.
+    """
+
+    def __init__(self, *, limit: int | None = None, idle_kept: int = IDLE_THREADS_KEPT) -> None:
+        self._limit = limit
         self._idle_kept = idle_kept
         self._idle: list[ThreadPoolExecutor] = []
         self._lent: set[ThreadPoolExecutor] = set()
+        self._permits: asyncio.Semaphore | None = None
+        self._permits_loop: asyncio.AbstractEventLoop | None = None
+        self._borrowed: dict[ThreadPoolExecutor, asyncio.Semaphore] = {}
+        self._waiting = 0
+
+    @property
+    def limit(self) -> int:
+        return int(settings.REQUEST_THREADS) if self._limit is None else self._limit
 
     @property
     def idle(self) -> int:
@@ -60,6 +83,11 @@ class RequestThreads:
     @property
     def lent(self) -> int:
         return len(self._lent)
+
+    @property
+    def waiting(self) -> int:
+        """Borrowers waiting for a thread to come back."""
+        return self._waiting
 
     def lend(self) -> ThreadPoolExecutor:
         executor = (
@@ -70,11 +98,35 @@ class RequestThreads:
         self._lent.add(executor)
         return executor
 
+    async def borrow(self) -> ThreadPoolExecutor:
+        """A thread, once fewer than ``limit`` borrowed ones are out; the first to wait is the
+        first served."""
+        permits = self._permits_of_this_loop()
+        self._waiting += 1
+        try:
+            await permits.acquire()
+        finally:
+            self._waiting -= 1
+        executor = self.lend()
+        self._borrowed[executor] = permits
+        return executor
+
+    def _permits_of_this_loop(self) -> asyncio.Semaphore:
+        # An asyncio semaphore belongs to the loop it first waits on; a new loop (each test
+        # has its own) starts with every thread free.
+        loop = asyncio.get_running_loop()
+        if self._permits is None or self._permits_loop is not loop:
+            self._permits, self._permits_loop = asyncio.Semaphore(self.limit), loop
+        return self._permits
+
     def take_back(self, executor: Executor) -> bool:
         """Whether ``executor`` was lent by these threads (and is now back with them)."""
         if not isinstance(executor, ThreadPoolExecutor) or executor not in self._lent:
             return False
         self._lent.discard(executor)
+        permits = self._borrowed.pop(executor, None)
+        if permits is not None:
+            permits.release()
         if len(self._idle) < self._idle_kept:
             self._idle.append(executor)
         else:
@@ -103,7 +155,8 @@ class LendsThreads:
             async with ThreadSensitiveContext():
                 await self.handle(scope, receive, send)  # type: ignore[attr-defined]
             return
-        executor = threads.lend()
+        probe = scope["path"].removeprefix(scope.get("root_path", "")) in JSON_PATHS
+        executor = threads.lend() if probe else await threads.borrow()
         try:
             async with threads.context(executor):
                 await self.handle(scope, receive, send)  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -63,6 +63,75 @@ class TestRequestThreads:
         with pytest.raises(RuntimeError):
             kept.submit(print)
 
+    def test_the_limit_is_the_setting_unless_given(self, settings: Any) -> None:
+        settings.REQUEST_THREADS = 3
+
+        assert RequestThreads().limit == 3
+        assert RequestThreads(limit=5).limit == 5
+
+    async def test_beyond_the_limit_a_borrower_waits_for_a_thread_to_come_back(self) -> None:
+        lender = RequestThreads(limit=1)
+        first = await lender.borrow()
+        waiting = asyncio.ensure_future(lender.borrow())
+        await until(lambda: lender.waiting == 1)
+
+        assert not waiting.done()
+        lender.take_back(first)
+
+        assert await asyncio.wait_for(waiting, 5) is first, "the thread given back"
+        assert lender.lent == 1
+        lender.take_back(first)
+        lender.close()
+
+    async def test_borrowers_are_served_in_the_order_they_came(self) -> None:
+        lender = RequestThreads(limit=1)
+        held = await lender.borrow()
+        served: list[str] = []
+
+        async def borrower(name: str) -> None:
+            executor = await lender.borrow()
+            served.append(name)
+            lender.take_back(executor)
+
+        borrowers = [asyncio.ensure_future(borrower(name)) for name in "abc"]
+        await until(lambda: lender.waiting == 3)
+        lender.take_back(held)
+        await asyncio.wait_for(asyncio.gather(*borrowers), 5)
+
+        assert served == ["a", "b", "c"]
+        assert (lender.lent, lender.idle) == (0, 1)
+        lender.close()
+
+    async def test_a_borrower_gone_while_waiting_takes_no_thread(self) -> None:
+        lender = RequestThreads(limit=1)
+        held = await lender.borrow()
+        gone = asyncio.ensure_future(lender.borrow())
+        await until(lambda: lender.waiting == 1)
+
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        lender.take_back(held)
+
+        again = await asyncio.wait_for(lender.borrow(), 5)
+        assert again is held
+        assert lender.lent == 1
+        lender.take_back(again)
+        lender.close()
+
+    async def test_a_thread_lent_does_not_count_against_the_limit(self) -> None:
+        lender = RequestThreads(limit=1)
+        borrowed = await lender.borrow()
+        lent = lender.lend()  # a probe's: never waits
+        lender.take_back(borrowed)
+
+        again = await asyncio.wait_for(lender.borrow(), 5)
+
+        assert (lender.lent, lender.waiting) == (2, 0), "borrowed while the lent one is out"
+        lender.take_back(again)
+        lender.take_back(lent)
+        lender.close()
+
     def test_an_executor_not_lent_is_not_taken(self) -> None:
         lender = RequestThreads()
         with ThreadPoolExecutor(max_workers=1) as foreign:
@@ -71,35 +140,41 @@ class TestRequestThreads:
         assert lender.idle == 0
 
 
+async def one(path: str) -> int:
+    """A GET to the project's application, as uvicorn sends it; answers its status."""
+    scope = http_scope("GET", path, [(b"host", b"testserver")])
+    sent: list[Mapping[str, Any]] = []
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    status: int = next(m for m in sent if m["type"] == "http.response.start")["status"]
+    return status
+
+
+def on_a_server_loop[T](scenario: Coroutine[Any, Any, T]) -> T:
+    """Run ``scenario`` on a loop of a thread no synchronous caller waits on, as uvicorn's."""
+    with ThreadPoolExecutor(max_workers=1) as server:
+        return server.submit(asyncio.run, scenario).result()
+
+
 def serve(paths: list[str]) -> list[int]:
-    """Requests one after another to the project's application, as uvicorn sends them: on a
-    loop of a thread no synchronous caller waits on. Answers the status of each."""
-
-    async def one(path: str) -> int:
-        scope = http_scope("GET", path, [(b"host", b"testserver")])
-        sent: list[Mapping[str, Any]] = []
-        received = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal received
-            if not received:
-                received = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()
-            raise AssertionError("unreachable")
-
-        async def send(message: Mapping[str, Any]) -> None:
-            sent.append(message)
-
-        await application(scope, receive, send)
-        status: int = next(m for m in sent if m["type"] == "http.response.start")["status"]
-        return status
+    """Requests one after another to the project's application. Answers the status of each."""
 
     async def all_of_them() -> list[int]:
         return [await one(path) for path in paths]
 
-    with ThreadPoolExecutor(max_workers=1) as server:
-        return server.submit(asyncio.run, all_of_them()).result()
+    return on_a_server_loop(all_of_them())
 
 
 @pytest.fixture
@@ -144,6 +219,27 @@ def test_a_stream_gives_its_thread_back_before_it_ends() -> None:
     assert threads.threads.lent == 0
 
 
+def test_a_stream_that_gives_its_thread_back_lets_the_next_request_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lender = RequestThreads(limit=1)
+    monkeypatch.setattr(threads, "threads", lender)
+
+    async def stream() -> int:
+        borrowed = await lender.borrow()
+        async with lender.context(borrowed):
+            await sync_to_async(threading.current_thread)()
+            release_request_thread()
+            # The stream goes on; a request comes in meanwhile.
+            status = await asyncio.wait_for(one("/api/timesheets"), 10)
+        lender.take_back(borrowed)
+        return status
+
+    assert on_a_server_loop(stream()) == 401
+    assert lender.lent == 0
+    lender.close()
+
+
 def test_a_request_on_a_thread_of_its_own_ends_it_when_released() -> None:
     async def request() -> None:
         # As Django's own handler runs a request: a context whose thread asgiref starts.
@@ -159,6 +255,38 @@ def test_a_request_on_a_thread_of_its_own_ends_it_when_released() -> None:
 
     with ThreadPoolExecutor(max_workers=1) as server:
         server.submit(asyncio.run, request()).result()
+
+
+def test_requests_beyond_the_limit_wait_their_turn_and_the_probes_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lender = RequestThreads(limit=1)
+    monkeypatch.setattr(threads, "threads", lender)
+
+    async def scenario() -> tuple[bool, int, int]:
+        busy = await lender.borrow()  # a request that has the only thread
+        request = asyncio.ensure_future(one("/api/timesheets"))
+        probe = await asyncio.wait_for(one("/healthz"), 10)
+        await until(lambda: lender.waiting == 1)
+        waited = not request.done()
+        lender.take_back(busy)
+        return waited, probe, await asyncio.wait_for(request, 10)
+
+    waited, probe, answered = on_a_server_loop(scenario())
+
+    assert probe == 200, "the probe is answered while every thread is out"
+    assert waited, "the request waited for the thread"
+    assert answered == 401, "then it was served (no token: refused)"
+    assert lender.lent == 0
+    lender.close()
+
+
+async def until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + within
+    while not condition():
+        assert loop.time() < give_up, "condition not met in time"
+        await asyncio.sleep(0.001)
 
 
 def test_a_page_request_runs_on_a_lent_thread_too(

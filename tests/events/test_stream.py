@@ -528,10 +528,10 @@ def test_a_client_that_stops_reading_does_not_hold_the_shutdown(
 @pytest.mark.slow
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-def test_streams_do_not_hold_database_connections(
+def test_streams_hold_neither_database_connections_nor_request_threads(
     services: list[Service], alice: User, token_for: Callable[[User], str]
 ) -> None:
-    port = serve(services, DATABASE_POOL_SIZE="2")
+    port = serve(services, DATABASE_POOL_SIZE="2", REQUEST_THREADS="2")
     (web,) = services
     token = token_for(alice)
     streams = [LiveStream(port, token) for _ in range(4)]
@@ -539,7 +539,8 @@ def test_streams_do_not_hold_database_connections(
         for stream in streams:
             assert stream.line() == f"retry: {api.RETRY_MILLISECONDS}"
         # Each has authenticated and subscribed: with their connections held, the pool of two
-        # would be empty, and this would wait for it, then answer 503.
+        # would be empty, and this would wait for it, then answer 503; with their threads
+        # held, the last two streams and this request would wait until the streams end.
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/timesheets", headers={"Authorization": f"Bearer {token}"}
         )
