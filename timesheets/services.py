@@ -33,14 +33,13 @@ from django.db.models import (
     Subquery,
     Sum,
     When,
-    Window,
 )
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models.functions import Coalesce
 
 from events.models import Event
 from events.services import NewEvent, event_record
 from timesheets import clock
-from timesheets.backends import Ending, Opening, backend
+from timesheets.backends import Ending, Opening, backend, batch_ends
 from timesheets.exceptions import (
     CorrectionRefused,
     ProjectCodeTaken,
@@ -620,19 +619,7 @@ def _job_transaction(*, durable: bool = True) -> AbstractContextManager[None]:
 def _accrual_batches(*, size: int) -> list[int]:
     """The last id of each batch of ``size`` running timesheets, in id order."""
     with _job_transaction():
-        running = Timesheet.objects.filter(status=RUNNING)
-        # Read through the index of running ids, numbered in one pass.
-        ends = list(
-            running.annotate(number=Window(RowNumber(), order_by=F("pk").asc()))
-            .annotate(place=F("number") % size)
-            .filter(place=0)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        last = running.aggregate(last=Max("pk"))["last"]
-    if last is not None and (not ends or ends[-1] < last):
-        ends.append(last)
-    return ends
+        return batch_ends(size=size)
 
 
 def _accrue_range(*, after_id: int, last_id: int, now: datetime | None) -> int:

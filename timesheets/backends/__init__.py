@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import LiteralString, Protocol
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from events.services import NewEvent
+from timesheets.models import Timesheet
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,37 @@ class Backend(Protocol):
         ``durable=False``: the work can be redone, so the commit need not wait for the disk.
         """
         ...
+
+
+TIMESHEETS: LiteralString = "timesheets_timesheet"
+assert Timesheet._meta.db_table == TIMESHEETS
+
+# The last id of every ``size``-th running timesheet in id order, then the last running id: each
+# step skips ``size`` entries of the index of running ids from where the previous one ended, so
+# the statement walks that index once and keeps nothing but the ends (a window numbering every
+# row measured four to five times slower, on both databases). Ids only grow, so it ends.
+BATCH_ENDS = f"""
+WITH RECURSIVE ends(id) AS (
+    SELECT (SELECT id FROM {TIMESHEETS} WHERE status = 'running'
+            ORDER BY id LIMIT 1 OFFSET %(skip)s)
+    UNION ALL
+    SELECT (SELECT t.id FROM {TIMESHEETS} t WHERE t.status = 'running' AND t.id > ends.id
+            ORDER BY t.id LIMIT 1 OFFSET %(skip)s)
+    FROM ends WHERE ends.id IS NOT NULL
+)
+SELECT id FROM ends WHERE id IS NOT NULL
+UNION ALL
+SELECT max(id) FROM {TIMESHEETS} WHERE status = 'running'
+"""  # noqa: S608  (constants only; values are parameters)
+
+
+def batch_ends(*, size: int) -> list[int]:
+    """The last id of each batch of ``size`` running timesheets, in id order (the same
+    statement on both databases)."""
+    with connection.cursor() as cursor:
+        cursor.execute(BATCH_ENDS, {"skip": size - 1})
+        found = [row[0] for row in cursor.fetchall() if row[0] is not None]
+    return sorted(set(found))
 
 
 def backend(using: str = DEFAULT_DB_ALIAS) -> Backend:

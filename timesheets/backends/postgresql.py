@@ -20,14 +20,12 @@ from psycopg.types.json import Jsonb
 
 from events.models import Event
 from events.services import ORDER_LOCK, NewEvent
-from timesheets.backends import Ending, Opening
+from timesheets.backends import TIMESHEETS, Ending, Opening
 from timesheets.exceptions import DatabaseBusy
-from timesheets.models import Segment, Timesheet
+from timesheets.models import Segment
 
-TIMESHEETS: LiteralString = "timesheets_timesheet"
 SEGMENTS: LiteralString = "timesheets_segment"
 EVENTS: LiteralString = "events_event"
-assert Timesheet._meta.db_table == TIMESHEETS
 assert Segment._meta.db_table == SEGMENTS
 assert Event._meta.db_table == EVENTS
 
