@@ -295,6 +295,44 @@ async def test_a_run_that_overruns_the_stop_bound_is_abandoned(
     assert leftovers == [], "nothing is left pending"
 
 
+async def test_after_a_run_is_abandoned_the_final_runs_are_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    never = asyncio.Event()
+    finals: list[datetime] = []
+
+    async def stuck(now: datetime) -> int:
+        await never.wait()
+        return 0
+
+    async def final(now: datetime) -> int:
+        finals.append(now)
+        return 0
+
+    runner = Runner(
+        jobs=[
+            Job(name="stuck", function=stuck, interval=1.0),
+            Job(name="final", function=final, interval=3600.0, run_at_shutdown=True),
+        ],
+        stop_timeout=0.2,
+        lag_probe_interval=3600.0,
+    )
+    task = asyncio.create_task(runner.run())
+    while not (runner.states()[0].in_run and finals):
+        await asyncio.sleep(0.001)
+
+    runner.request_stop()
+    await asyncio.wait_for(task, timeout=5)
+
+    (stopped,) = events(caplog, "runner_stopped")
+    assert (stopped["abandoned"], stopped["final_skipped"], stopped["final_runs"]) == (
+        ["stuck"],
+        ["final"],
+        0,
+    )
+    assert len(finals) == 1, "its first run only, none at shutdown"
+
+
 async def test_the_status_snapshot_reports_each_job() -> None:
     time = VirtualTime()
     tick = Recorder(time, durations={1: 0.5}, fail=lambda run: run == 3)
