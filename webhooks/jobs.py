@@ -7,6 +7,7 @@ from datetime import datetime
 from django.conf import settings
 
 from webhooks.delivery import webhook_deliver
+from worker.exceptions import deferred_while_busy
 from worker.registry import job
 
 
@@ -18,4 +19,5 @@ def _interval() -> float:
 async def deliver_webhooks(now: datetime) -> int:
     """On the event loop: requests wait there concurrently; the database calls go to the
     runner's own thread."""
-    return await webhook_deliver()
+    with deferred_while_busy():
+        return await webhook_deliver()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import socket
 from datetime import datetime
 
-from timesheets.exceptions import DatabaseBusy
-from worker.exceptions import JobDeferred
+from worker.exceptions import deferred_while_busy
 from worker.registry import job
 from worker.runner import current_runner
 from worker.selectors import HEARTBEAT_INTERVAL
@@ -21,10 +20,8 @@ from worker.services import runner_process_abeat
 async def runner_heartbeat(now: datetime) -> int:
     runner = current_runner.get()
     assert runner.started_at is not None  # set before any job runs
-    try:
+    with deferred_while_busy():
         await runner_process_abeat(
             host=socket.gethostname(), started_at=runner.started_at, status=runner.status()
         )
-    except DatabaseBusy as busy:
-        raise JobDeferred(str(busy)) from busy
     return 1

@@ -12,10 +12,12 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from events.models import Event
-from tests.processes import Service
+from tests.processes import Service, timesheets_locked
 from tests.webhooks.receiver import Receiver
+from webhooks.jobs import deliver_webhooks
 from webhooks.models import Delivery
 from webhooks.services import subscription_create
+from worker.exceptions import JobDeferred
 from worker.registry import discover
 
 
@@ -24,6 +26,15 @@ def test_the_job_is_declared_with_the_interval_setting(settings: Any) -> None:
     (deliver,) = [job for job in discover() if job.name == "deliver_webhooks"]
     assert deliver.interval == 0.25
     assert deliver.is_async, "requests wait on the event loop, not in the database thread"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_run_kept_waiting_by_other_writers_is_deferred_not_failed() -> None:
+    with (
+        timesheets_locked(table="webhooks_delivery"),
+        pytest.raises(JobDeferred, match="busy with other writers"),
+    ):
+        await deliver_webhooks(timezone.now())
 
 
 EVENTS = 200
