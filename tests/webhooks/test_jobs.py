@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from typing import Any, cast
 
 import pytest
 from django.contrib.auth.models import User
@@ -34,7 +34,7 @@ async def test_a_run_kept_waiting_by_other_writers_is_deferred_not_failed() -> N
         timesheets_locked(table="webhooks_delivery"),
         pytest.raises(JobDeferred, match="busy with other writers"),
     ):
-        await deliver_webhooks(timezone.now())
+        await cast(Coroutine[Any, Any, int], deliver_webhooks(timezone.now()))
 
 
 EVENTS = 200
