@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 
 from events.models import Event
 from timesheets import clock
+from timesheets.backends import backend
 from timesheets.expressions import Shift, duration
+from timesheets.services import JOB_LOCK_TIMEOUT, JOB_STATEMENT_TIMEOUT
+from worker.exceptions import deferred_while_busy
 from worker.registry import job
 
 PRUNE_INTERVAL = 300.0  # seconds
@@ -21,7 +23,11 @@ def event_prune(*, now: datetime | None = None) -> int:
     cutoff = Shift(clock.current(now), duration(-timedelta(hours=settings.EVENTS_RETENTION_HOURS)))
     deleted = 0
     while True:
-        with transaction.atomic():
+        # Under the job's timeouts: a prune kept waiting by other writers gives up and the next
+        # one does the work, rather than holding a graceful stop.
+        with backend().job_transaction(
+            lock_timeout=JOB_LOCK_TIMEOUT, statement_timeout=JOB_STATEMENT_TIMEOUT
+        ):
             ids = Event.objects.filter(occurred_at__lt=cutoff).order_by("id").values("id")
             count, _ = Event.objects.filter(id__in=ids[:PRUNE_BATCH]).delete()
         deleted += count
@@ -31,4 +37,5 @@ def event_prune(*, now: datetime | None = None) -> int:
 
 @job(interval=PRUNE_INTERVAL)
 def prune_events(now: datetime) -> int:
-    return event_prune()
+    with deferred_while_busy():
+        return event_prune()

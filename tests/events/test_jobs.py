@@ -10,6 +10,8 @@ from events import jobs
 from events.jobs import event_prune
 from events.models import Event
 from tests.conftest import at
+from tests.processes import timesheets_locked
+from worker.exceptions import JobDeferred
 from worker.registry import discover
 
 pytestmark = pytest.mark.django_db
@@ -39,3 +41,19 @@ def test_what_is_older_than_the_retention_goes(settings: Any, monkeypatch: Any) 
 def test_the_job_is_declared() -> None:
     (prune,) = [job for job in discover() if job.name == "prune_events"]
     assert prune.interval == jobs.PRUNE_INTERVAL
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prune_kept_waiting_by_other_writers_is_deferred_and_deletes_nothing(
+    settings: Any,
+) -> None:
+    settings.EVENTS_RETENTION_HOURS = 1
+    old = make(48, now=10 * 24 * 3600)
+
+    with (
+        timesheets_locked(table="events_event"),
+        pytest.raises(JobDeferred, match="busy with other writers"),
+    ):
+        jobs.prune_events(at(0))
+
+    assert Event.objects.filter(pk=old.pk).exists()
