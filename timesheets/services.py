@@ -623,11 +623,14 @@ def _accrual_batches(*, size: int) -> list[int]:
 
 
 def _accrue_range(*, after_id: int, last_id: int, now: datetime | None) -> int:
-    # An accrual lost to a crash is redone by the next one: its commits need not wait.
-    with _job_transaction(durable=False):
-        return backend().accrue_range(
-            after_id=after_id, last_id=last_id, now=now, max_run=max_run_length()
-        )
+    return backend().accrue_range(
+        after_id=after_id,
+        last_id=last_id,
+        now=now,
+        max_run=max_run_length(),
+        lock_timeout=JOB_LOCK_TIMEOUT,
+        statement_timeout=JOB_STATEMENT_TIMEOUT,
+    )
 
 
 def _ensure_active(project: Project) -> None:

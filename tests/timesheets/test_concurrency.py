@@ -18,6 +18,7 @@ from django.utils import timezone
 from tests.conftest import T0, at
 from tests.invariants import assert_invariants
 from tests.processes import timesheets_locked
+from tests.sessions import session_of
 from timesheets import services
 from timesheets.exceptions import DatabaseBusy, SegmentOverlap
 from timesheets.jobs import accrue_running_timesheets
@@ -179,11 +180,27 @@ def test_the_accrual_skips_a_row_another_transaction_holds(
         )
         for name in ("held", "free")
     )
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def observed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.split(None, 1)[0].upper() in {"WITH", "UPDATE"}:
+            seen.append(
+                (sql.split(None, 1)[0].upper(), session_of(context["connection"].connection))
+            )
+        return execute(sql, params, many, context)
+
     with psycopg.connect(processes.test_database_url()) as other:
         other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [held.pk])
 
         # Had it waited for the row, the job's lock timeout would have raised.
-        assert timesheet_accrue_running() == 1
+        with connection.execute_wrapper(observed):
+            assert timesheet_accrue_running() == 1
+        job = {"lock_timeout": "2s", "statement_timeout": "5s", "synchronous_commit": "on"}
+        assert seen == [
+            ("WITH", job),
+            ("UPDATE", {**job, "lock_timeout": "1ms", "synchronous_commit": "off"}),
+            ("WITH", {**job, "synchronous_commit": "off"}),
+        ], "the batches' ends; the range, given up after a millisecond; then locked around the row"
         assert Timesheet.objects.get(pk=held.pk).accrued_until == held.accrued_until
         assert Timesheet.objects.get(pk=free.pk).accrued_until > free.accrued_until  # type: ignore[operator]
         assert lockers(free.pk) != ["0"], "the batch locked the rows it could take, then moved them"

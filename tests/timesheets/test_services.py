@@ -13,6 +13,7 @@ from django.db import connection
 from events.models import Event
 from tests.conftest import T0, at
 from tests.invariants import assert_invariants, segments_total
+from tests.sessions import session_of
 from timesheets import services
 from timesheets.backends import backend
 from timesheets.exceptions import ProjectCodeTaken, ProjectInactive
@@ -604,23 +605,6 @@ def job_session() -> dict[str, str]:
     return session_of(connection.connection)
 
 
-def session_of(driver_connection: Any) -> dict[str, str]:
-    """``job_session`` asked on the driver's connection itself, which no execute wrapper
-    sees."""
-    cursor = driver_connection.cursor()
-    try:
-        if connection.vendor == "postgresql":
-            shown = {}
-            for name in ("lock_timeout", "statement_timeout", "synchronous_commit"):
-                cursor.execute(f"SHOW {name}")
-                shown[name] = cursor.fetchone()[0]
-            return shown
-        cursor.execute("PRAGMA busy_timeout")
-        return {"busy_timeout_ms": str(cursor.fetchone()[0])}
-    finally:
-        cursor.close()
-
-
 class TestJobTimeouts:
     """Every statement of a job gives up after 2 s waiting for a lock and 5 s in all (on
     SQLite, 5 s waiting for the database), so a blocked job never holds up a graceful stop."""
@@ -644,7 +628,7 @@ class TestJobTimeouts:
         if on_postgresql:
             job = {"lock_timeout": "2s", "statement_timeout": "5s", "synchronous_commit": "on"}
             batch = {**job, "lock_timeout": "1ms", "synchronous_commit": "off"}
-            assert seen == [("WITH", job), ("WITH", batch), ("WITH", batch)], (
+            assert seen == [("WITH", job), ("UPDATE", batch), ("UPDATE", batch)], (
                 "the batches' ends, then two batches, each waiting a millisecond for a row at most"
             )
         else:

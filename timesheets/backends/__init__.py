@@ -58,10 +58,22 @@ class Backend(Protocol):
         ...
 
     def accrue_range(
-        self, *, after_id: int, last_id: int, now: datetime | None, max_run: timedelta | None
+        self,
+        *,
+        after_id: int,
+        last_id: int,
+        now: datetime | None,
+        max_run: timedelta | None,
+        lock_timeout: float,
+        statement_timeout: float,
     ) -> int:
         """Move the watermarks of the running timesheets whose id is in ``(after_id,
-        last_id]`` up to now, capped at ``max_run``; return how many moved."""
+        last_id]`` up to now, capped at ``max_run``; return how many moved.
+
+        In job transactions of its own (see ``job_transaction``), not durable: an accrual
+        lost to a crash is redone by the next one, which moves the same watermarks from where
+        they are.
+        """
         ...
 
     def job_transaction(

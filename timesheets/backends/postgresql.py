@@ -32,11 +32,7 @@ assert Event._meta.db_table == EVENTS
 # How long an accrual batch waits for a held row before it locks around the held ones instead:
 # the server's smallest lock timeout, so that a batch waits that long at most for a start, a
 # stop or another accruing process.
-SHORT_LOCK_WAIT_MS = 1
-
-CLOCK: LiteralString = (
-    "clock AS (SELECT COALESCE(%(now)s::timestamptz, statement_timestamp()) AS now)"
-)
+SHORT_LOCK_WAIT_S = 0.001
 
 WRITE_RUNS = f"""
 WITH ending AS MATERIALIZED (
@@ -99,29 +95,24 @@ SELECT (SELECT count(*) FROM stopped), (SELECT count(*) FROM opened),
 TARGET: LiteralString = "LEAST(clock.now, t.running_since + %(max_run)s::interval)"
 
 
-def _accrual(*, before: LiteralString, rows: LiteralString) -> str:
-    """One accrual batch: the rows ``rows`` chooses (after the CTEs ``before``) move to the
-    target; the statement answers how many moved."""
-    return f"""
-WITH {CLOCK}{before},
-moved AS (
-    UPDATE {TIMESHEETS} t
-    SET imputed = t.imputed + ({TARGET} - t.accrued_until), accrued_until = {TARGET}
-    FROM clock
-    WHERE {rows}
-      AND t.status = 'running'
-      AND t.accrued_until < {TARGET}
-    RETURNING 1
-)
-SELECT count(*) FROM moved
+def _accrual(*, rows: LiteralString, locking: LiteralString = "") -> str:
+    """One accrual batch: the running timesheets ``rows`` chooses (after the ``WITH`` clause
+    ``locking``, if any) move to the target; the driver's row count says how many moved."""
+    return f"""{locking}
+UPDATE {TIMESHEETS} t
+SET imputed = t.imputed + ({TARGET} - t.accrued_until), accrued_until = {TARGET}
+FROM (SELECT COALESCE(%(now)s::timestamptz, statement_timestamp()) AS now) AS clock
+WHERE {rows}
+  AND t.status = 'running'
+  AND t.accrued_until < {TARGET}
 """  # noqa: S608  (constants only; values are parameters)
 
 
 # The batch's running timesheets, updated by id range without locking them first: a row lock
 # is a write of its own, as costly as the update. A row someone holds (a start, a stop,
 # another accruing process) would make the UPDATE wait for it, so it runs under
-# SHORT_LOCK_WAIT_MS and the batch then falls back to ACCRUE_HELD_RANGE.
-ACCRUE_RANGE = _accrual(before="", rows="t.id > %(after)s AND t.id <= %(last)s")
+# SHORT_LOCK_WAIT_S and the batch then falls back to ACCRUE_HELD_RANGE.
+ACCRUE_RANGE = _accrual(rows="t.id > %(after)s AND t.id <= %(last)s")
 
 # The same batch when some of its rows are held: the ones no one else holds are locked, then
 # moved; the held ones wait for the next accrual. Several processes lock this way and never
@@ -131,8 +122,7 @@ ACCRUE_RANGE = _accrual(before="", rows="t.id > %(after)s AND t.id <= %(last)s")
 # than the address read, the address no longer matches and the row waits for the next accrual;
 # no time is lost, since an accrual moves a watermark from where it is.
 ACCRUE_HELD_RANGE = _accrual(
-    before=f""",
-batch AS MATERIALIZED (
+    locking=f"""WITH batch AS MATERIALIZED (
     SELECT ctid FROM {TIMESHEETS}
     WHERE status = 'running' AND id > %(after)s AND id <= %(last)s
     FOR NO KEY UPDATE SKIP LOCKED
@@ -148,6 +138,13 @@ def _row(sql: str, **parameters: Any) -> tuple[Any, ...]:
         row = cursor.fetchone()
     assert row is not None
     return tuple(row)
+
+
+def _row_count(sql: str, parameters: dict[str, Any]) -> int:
+    """Run one data-modifying statement; return how many rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return int(cursor.rowcount)
 
 
 class PostgreSQLBackend:
@@ -189,20 +186,28 @@ class PostgreSQLBackend:
         )
 
     def accrue_range(
-        self, *, after_id: int, last_id: int, now: datetime | None, max_run: timedelta | None
+        self,
+        *,
+        after_id: int,
+        last_id: int,
+        now: datetime | None,
+        max_run: timedelta | None,
+        lock_timeout: float,
+        statement_timeout: float,
     ) -> int:
         parameters = {"after": after_id, "last": last_id, "now": now, "max_run": max_run}
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                # Undone with the savepoint if the range is held: the fallback waits as long
-                # as the job's own lock timeout allows.
-                cursor.execute(f"SET LOCAL lock_timeout = {SHORT_LOCK_WAIT_MS}")
-                (moved,) = _row(ACCRUE_RANGE, **parameters)
-        except OperationalError as error:
-            if not isinstance(error.__cause__, psycopg.errors.LockNotAvailable):
-                raise
-            (moved,) = _row(ACCRUE_HELD_RANGE, **parameters)
-        return int(moved)
+            with self.job_transaction(
+                lock_timeout=SHORT_LOCK_WAIT_S, statement_timeout=statement_timeout, durable=False
+            ):
+                return _row_count(ACCRUE_RANGE, parameters)
+        except DatabaseBusy:
+            # A row of the range is held: a transaction of its own, rather than a savepoint in
+            # the first, spares every batch that finds none held two round trips.
+            with self.job_transaction(
+                lock_timeout=lock_timeout, statement_timeout=statement_timeout, durable=False
+            ):
+                return _row_count(ACCRUE_HELD_RANGE, parameters)
 
     @contextmanager
     def job_transaction(

@@ -69,17 +69,27 @@ class SQLiteBackend:
         event_record(events=events, actor_id=actor_id, occurred_at=at)
 
     def accrue_range(
-        self, *, after_id: int, last_id: int, now: datetime | None, max_run: timedelta | None
+        self,
+        *,
+        after_id: int,
+        last_id: int,
+        now: datetime | None,
+        max_run: timedelta | None,
+        lock_timeout: float,
+        statement_timeout: float,
     ) -> int:
-        target: Expression = instant(now or timezone.now())
-        if max_run is not None:
-            target = Earliest(target, Shift(F("running_since"), duration(max_run)))
-        return Timesheet.objects.filter(
-            status=RUNNING, pk__gt=after_id, pk__lte=last_id, accrued_until__lt=target
-        ).update(
-            imputed=Plus(F("imputed"), Elapsed(target, F("accrued_until"))),
-            accrued_until=target,
-        )
+        with self.job_transaction(
+            lock_timeout=lock_timeout, statement_timeout=statement_timeout, durable=False
+        ):
+            target: Expression = instant(now or timezone.now())
+            if max_run is not None:
+                target = Earliest(target, Shift(F("running_since"), duration(max_run)))
+            return Timesheet.objects.filter(
+                status=RUNNING, pk__gt=after_id, pk__lte=last_id, accrued_until__lt=target
+            ).update(
+                imputed=Plus(F("imputed"), Elapsed(target, F("accrued_until"))),
+                accrued_until=target,
+            )
 
     @contextmanager
     def job_transaction(
