@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from tests.conftest import T0, at
@@ -208,6 +208,95 @@ def test_the_accrual_skips_a_row_another_transaction_holds(
 
     assert timesheet_accrue_running() == 2, "the next accrual takes it"
     assert_invariants(now=timezone.now())
+
+
+@pytest.mark.postgresql
+def test_a_batch_cancelled_while_it_waits_for_a_held_row_locks_around_it(
+    make_user: Callable[[str], User], project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reports a lock timeout that fires as the lock is granted, the statement then
+    waiting for another, as a cancel "due to user request": the batch is then redone as when
+    its lock timeout is reported as such (a cancel sent by hand stands in for the race)."""
+    import psycopg
+
+    from tests import processes
+    from timesheets.backends import postgresql
+
+    monkeypatch.setattr(postgresql, "SHORT_LOCK_WAIT_S", 4.0)  # long enough to be seen waiting
+    held, free = (
+        timesheet_create(
+            owner=make_user(name), project=project, description="", now=timezone.now(), start=True
+        )
+        for name in ("held", "free")
+    )
+    with (
+        psycopg.connect(processes.test_database_url(), autocommit=True) as watcher,
+        psycopg.connect(processes.test_database_url()) as other,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [held.pk])
+        accrual = pool.submit(accrue_and_close)
+        waiting = wait_for(
+            watcher,
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = "
+            "'Lock' AND query LIKE '%%UPDATE timesheets_timesheet t%%'",
+        )
+        watcher.execute("SELECT pg_cancel_backend(%s)", [waiting])
+
+        assert accrual.result(timeout=10) == 1
+        assert Timesheet.objects.get(pk=held.pk).accrued_until == held.accrued_until
+        assert Timesheet.objects.get(pk=free.pk).accrued_until > free.accrued_until  # type: ignore[operator]
+        other.rollback()
+
+
+@pytest.mark.postgresql
+def test_a_batch_past_its_statement_timeout_is_not_redone(
+    make_user: Callable[[str], User], project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from tests import processes
+    from timesheets.backends import postgresql
+
+    monkeypatch.setattr(postgresql, "SHORT_LOCK_WAIT_S", 4.0)
+    monkeypatch.setattr(services, "JOB_STATEMENT_TIMEOUT", 0.3)
+    held = timesheet_create(
+        owner=make_user("held"), project=project, description="", now=timezone.now(), start=True
+    )
+    sent: list[str] = []
+
+    def observed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append(sql.split(None, 1)[0].upper())
+        return execute(sql, params, many, context)
+
+    with psycopg.connect(processes.test_database_url()) as other:
+        other.execute("SELECT 1 FROM timesheets_timesheet WHERE id = %s FOR UPDATE", [held.pk])
+        with connection.execute_wrapper(observed), pytest.raises(OperationalError) as raised:
+            timesheet_accrue_running()
+        other.rollback()
+
+    assert "statement timeout" in str(raised.value)
+    assert [verb for verb in sent if verb != "SET"] == ["WITH", "UPDATE"], (
+        "the batches' ends, the range, and no locking fallback"
+    )
+
+
+def accrue_and_close() -> int:
+    try:
+        return timesheet_accrue_running()
+    finally:
+        connection.close()
+
+
+def wait_for(watcher: Any, query: str, *, seconds: float = 5.0) -> Any:
+    """The first value ``query`` finds, asked again until it finds one."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        row = watcher.execute(query).fetchone()
+        if row is not None:
+            return row[0]
+        time.sleep(0.01)
+    raise AssertionError(f"nothing found by {query!r} within {seconds} s")
 
 
 @pytest.mark.postgresql

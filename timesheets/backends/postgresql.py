@@ -9,6 +9,7 @@ are ``DEFERRABLE INITIALLY IMMEDIATE``), so one statement may end a run and star
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -147,6 +148,23 @@ def _row_count(sql: str, parameters: dict[str, Any]) -> int:
         return int(cursor.rowcount)
 
 
+def _cancelled_while_waiting(
+    error: OperationalError, statement_timeout: float, *, since: float
+) -> bool:
+    """Whether a statement was cancelled otherwise than by its statement timeout.
+
+    When a lock timeout fires just as the lock is granted and the statement then waits for
+    another lock (an UPDATE waits for a row's tuple lock, then for its holder's transaction),
+    PostgreSQL reports the timeout as a cancel "due to user request"; with a timeout of a
+    millisecond under several accruing processes, that happens. A statement timeout is a
+    cancel too, told apart by the time the statement took (its message is translated).
+    """
+    return (
+        isinstance(error.__cause__, psycopg.errors.QueryCanceled)
+        and time.monotonic() - since < statement_timeout
+    )
+
+
 class PostgreSQLBackend:
     def write_runs(
         self,
@@ -196,18 +214,23 @@ class PostgreSQLBackend:
         statement_timeout: float,
     ) -> int:
         parameters = {"after": after_id, "last": last_id, "now": now, "max_run": max_run}
+        started = time.monotonic()
         try:
             with self.job_transaction(
                 lock_timeout=SHORT_LOCK_WAIT_S, statement_timeout=statement_timeout, durable=False
             ):
                 return _row_count(ACCRUE_RANGE, parameters)
         except DatabaseBusy:
-            # A row of the range is held: a transaction of its own, rather than a savepoint in
-            # the first, spares every batch that finds none held two round trips.
-            with self.job_transaction(
-                lock_timeout=lock_timeout, statement_timeout=statement_timeout, durable=False
-            ):
-                return _row_count(ACCRUE_HELD_RANGE, parameters)
+            pass
+        except OperationalError as error:
+            if not _cancelled_while_waiting(error, statement_timeout, since=started):
+                raise
+        # A row of the range is held: a transaction of its own, rather than a savepoint in
+        # the first, spares every batch that finds none held two round trips.
+        with self.job_transaction(
+            lock_timeout=lock_timeout, statement_timeout=statement_timeout, durable=False
+        ):
+            return _row_count(ACCRUE_HELD_RANGE, parameters)
 
     @contextmanager
     def job_transaction(
