@@ -33,7 +33,9 @@ from django.conf import settings
 
 from config.middleware import JSON_PATHS
 
-IDLE_THREADS_KEPT = 16  # threads kept for later requests; more are ended as they come back
+# Threads kept for later requests beyond the REQUEST_THREADS that requests may hold at once:
+# the probes', which never wait. More are ended as they come back.
+PROBE_THREADS_KEPT = 2
 
 # Three attributes of asgiref that are not a public interface (asgiref is pinned below 3.14 in
 # pyproject.toml), checked here and tested (tests/config/test_threads.py): where SyncToAsync
@@ -62,7 +64,7 @@ class RequestThreads:
     unless given); ``lend`` never waits. The bound holds per event loop: a server has one.
     """
 
-    def __init__(self, *, limit: int | None = None, idle_kept: int = IDLE_THREADS_KEPT) -> None:
+    def __init__(self, *, limit: int | None = None, idle_kept: int | None = None) -> None:
         self._limit = limit
         self._idle_kept = idle_kept
         self._idle: list[ThreadPoolExecutor] = []
@@ -75,6 +77,12 @@ class RequestThreads:
     @property
     def limit(self) -> int:
         return int(settings.REQUEST_THREADS) if self._limit is None else self._limit
+
+    @property
+    def idle_kept(self) -> int:
+        """How many threads wait for later requests at most: every thread requests may hold
+        at once, and the probes'."""
+        return self.limit + PROBE_THREADS_KEPT if self._idle_kept is None else self._idle_kept
 
     @property
     def idle(self) -> int:
@@ -127,7 +135,7 @@ class RequestThreads:
         permits = self._borrowed.pop(executor, None)
         if permits is not None:
             permits.release()
-        if len(self._idle) < self._idle_kept:
+        if len(self._idle) < self.idle_kept:
             self._idle.append(executor)
         else:
             executor.shutdown(wait=False)

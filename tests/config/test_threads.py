@@ -63,6 +63,16 @@ class TestRequestThreads:
         with pytest.raises(RuntimeError):
             kept.submit(print)
 
+    def test_every_thread_requests_may_hold_at_once_is_kept(self, settings: Any) -> None:
+        settings.REQUEST_THREADS = 40
+        lender = RequestThreads()
+        out = [lender.lend() for _ in range(45)]
+        for executor in out:
+            lender.take_back(executor)
+
+        assert lender.idle == 40 + threads.PROBE_THREADS_KEPT
+        lender.close()
+
     def test_the_limit_is_the_setting_unless_given(self, settings: Any) -> None:
         settings.REQUEST_THREADS = 3
 
