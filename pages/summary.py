@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from django.db.models import Q
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from reports.selectors import local_midnight
 from timesheets.admin import format_duration
 from timesheets.models import Segment, Timesheet
 from timesheets.policy import max_run_length, run_end
@@ -151,10 +152,6 @@ def runs_of(segments: list[Segment], *, now: datetime) -> list[Run]:
         growing = stops_at is None or end < stops_at
         runs.append(Run(segment, segment.started_at, end, growing, stops_at))
     return runs
-
-
-def local_midnight(day: date, zone: zoneinfo.ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone)
 
 
 def summarize(*, owner_id: int, zone: zoneinfo.ZoneInfo, now: datetime) -> Summary:
