@@ -37,6 +37,7 @@ def _summary(n: int, variant: str, runs: list[dict[str, Any]]) -> dict[str, Any]
         "seconds": rounded(typical, 6),
         "seconds_min": rounded(min(seconds), 6),
         "seconds_max": rounded(max(seconds), 6),
+        "seconds_each": [rounded(value, 6) for value in seconds],  # in the order run
         "runs": len(runs),
         "rows": first["rows"],
         "rows_per_second": rounded(n / typical if typical else None, 1),
@@ -67,14 +68,31 @@ def measure(*, n: int, repeat: int, seed_max_rows: int, seed: bool = True) -> li
     return summaries
 
 
+def paired_ratio(job: list[float], floor: list[float]) -> float | None:
+    """The median, over the repeats, of the job's time over the floor's in the same repeat.
+
+    Each repeat runs the floor, then each job variant, one after the other: a machine whose
+    speed drifts during the run moves both sides of a repeat's ratio alike, and the median of
+    the medians' ratio with them.
+    """
+    return median([j / f for j, f in zip(job, floor, strict=True) if f > 0])
+
+
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per N: how much slower (a) is than (b), and (b) and (c) than the floor (d)."""
+    """Per N: how much slower (a) is than (b), and (b) and (c) than the floor (d), as the ratio
+    of the medians and paired repeat by repeat."""
     by_key = {(row["n"], row["variant"]): row for row in results}
     sizes = sorted({row["n"] for row in results})
 
     def seconds(n: int, variant: str) -> float | None:
         row = by_key.get((n, variant))
         return None if row is None else row["seconds"]
+
+    def paired(n: int, variant: str) -> float | None:
+        job, floor = by_key.get((n, variant)), by_key.get((n, "raw"))
+        if job is None or floor is None or "seconds_each" not in job:
+            return None
+        return rounded(paired_ratio(job["seconds_each"], floor["seconds_each"]), 3)
 
     return [
         {
@@ -83,6 +101,8 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "a_over_c": rounded(ratio(seconds(n, "seed"), seconds(n, "native")), 2),
             "b_over_d": rounded(ratio(seconds(n, "sync_to_async"), seconds(n, "raw")), 3),
             "c_over_d": rounded(ratio(seconds(n, "native"), seconds(n, "raw")), 3),
+            "b_over_d_paired": paired(n, "sync_to_async"),
+            "c_over_d_paired": paired(n, "native"),
             "a_extrapolated": bool(by_key.get((n, "seed"), {}).get("extrapolated")),
         }
         for n in sizes

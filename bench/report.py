@@ -129,10 +129,12 @@ def ratios_block(results: dict[str, Any]) -> str:
             _number(row["a_over_c"]),
             _number(row["b_over_d"]),
             _number(row["c_over_d"]),
+            _number(row.get("b_over_d_paired")),
+            _number(row.get("c_over_d_paired")),
         ]
         for row in results["accrual"]["ratios"]
     ]
-    return _table(["N", "a / b", "a / c", "b / d", "c / d"], rows)
+    return _table(["N", "a / b", "a / c", "b / d", "c / d", "b / d paired", "c / d paired"], rows)
 
 
 def lag_block(results: dict[str, Any]) -> str:

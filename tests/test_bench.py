@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from datetime import timedelta
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SIZES = (50, 100)
+REPEAT = 2  # two runs of each variant: a paired ratio differs from the medians' ratio
 SEED_MAX_ROWS = 60  # below the largest size: the loop's time is extrapolated there
 LAG_ROWS = 100
 LEVELS = (1, 2)
@@ -89,7 +91,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Pat
             "--sizes",
             ",".join(map(str, SIZES)),
             "--repeat",
-            "1",
+            str(REPEAT),
             "--seed-max-rows",
             str(SEED_MAX_ROWS),
             "--lag-rows",
@@ -167,6 +169,9 @@ def test_every_variant_moves_every_row_at_every_size(
 def test_the_ratios_come_from_the_timings(smoke: tuple[dict[str, Any], Path, str]) -> None:
     results, _, _ = smoke
     seconds = {(row["n"], row["variant"]): row["seconds"] for row in results["accrual"]["results"]}
+    each = {
+        (row["n"], row["variant"]): row.get("seconds_each") for row in results["accrual"]["results"]
+    }
     ratios = {row["n"]: row for row in results["accrual"]["ratios"]}
     assert set(ratios) == set(SIZES)
     for n, row in ratios.items():
@@ -177,6 +182,11 @@ def test_the_ratios_come_from_the_timings(smoke: tuple[dict[str, Any], Path, str
         expected = seconds[n, "native"] / seconds[n, "raw"]
         assert row["c_over_d"] == pytest.approx(expected, abs=0.001)
         assert row["a_extrapolated"] == (n > SEED_MAX_ROWS)
+        floor = each[n, "raw"]
+        for variant, key in (("sync_to_async", "b_over_d_paired"), ("native", "c_over_d_paired")):
+            repeats = [job / first for job, first in zip(each[n, variant], floor, strict=True)]
+            assert len(repeats) == REPEAT
+            assert row[key] == pytest.approx(statistics.median(repeats), abs=0.001)
 
 
 @pytest.mark.slow
@@ -230,10 +240,11 @@ def test_stops_are_timed_during_each_kind_of_accrual(
     modes = {row["mode"]: row for row in results["stops"]["modes"]}
     assert set(modes) == {"single", "batched"}
     for row in modes.values():
-        assert row["runs"] == 1
-        assert 1 <= row["stops"] <= STOPS_MAX - 1, "one untimed warm-up stop per run"
+        assert row["runs"] == REPEAT
+        assert REPEAT <= row["stops"] <= REPEAT * (STOPS_MAX - 1), "an untimed warm-up per run"
         assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
-        assert row["run_p99_ms"] == [row["p99_ms"]], "one run: its own p99 is the pooled one"
+        assert len(row["run_p99_ms"]) == REPEAT, "each run's own p99"
+        assert max(row["run_p99_ms"]) <= row["max_ms"]
         assert row["n"] <= max(SIZES)
         assert all(0 <= moved <= row["n"] for moved in row["rows"])
 
