@@ -72,8 +72,8 @@ def paired_ratio(job: list[float], floor: list[float]) -> float | None:
     """The median, over the repeats, of the job's time over the floor's in the same repeat.
 
     Each repeat runs the floor, then each job variant, one after the other: a machine whose
-    speed drifts during the run moves both sides of a repeat's ratio alike, and the median of
-    the medians' ratio with them.
+    speed drifts during the run slows both sides of a repeat's ratio alike, where it can move
+    the two medians apart.
     """
     return median([j / f for j, f in zip(job, floor, strict=True) if f > 0])
 
